@@ -1,0 +1,164 @@
+"""Sample newsletter Lambda: select the best curated items, fill the config's sections, write three files.
+
+Event: {"client_id": ...}. Reads the latest curated items.
+Writes s3://$NEWSLETTERS_BUCKET/{client_id}/YYYY/MM/DD/newsletter.md, newsletter.json and manifest.json
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from vectora_common import answer, client_config, dated_prefix, latest_key, now, read_json, write_json, write_object
+
+SECTION_ICONS = {"regulatory_updates": "📋", "partnerships_deals": "🤝", "clinical_updates": "🔬", "others": "📰"}
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _select(items: list[dict], config: dict) -> list[dict]:
+    """Matched items above the threshold, best first, near-duplicate titles removed, at most max_items_total."""
+    selection = config.get("newsletter_selection", {})
+    threshold = selection.get("min_score_threshold", 0)
+    dedup = selection.get("deduplication", {})
+    similarity = dedup.get("similarity_threshold", 0.75) if dedup.get("enabled", True) else 1.01
+    candidates = sorted(
+        (
+            i
+            for i in items
+            if i["matching_results"]["matched_domains"] and i["scoring_results"]["final_score"] >= threshold
+        ),
+        key=lambda i: (-i["scoring_results"]["final_score"], i["item_id"]),
+    )
+    chosen: list[dict] = []
+    for item in candidates:
+        words = _words(item["title"])
+        if all(len(words & _words(c["title"])) / max(len(words | _words(c["title"])), 1) < similarity for c in chosen):
+            chosen.append(item)
+    return chosen[: selection.get("max_items_total", 20)]
+
+
+def _distribute(items: list[dict], config: dict) -> list[dict]:
+    """Each item goes to the first section whose event types (or '*') accept it, within the section's limit."""
+    sections = []
+    remaining = list(items)
+    for spec in config.get("newsletter_layout", {}).get("sections", []):
+        types = spec.get("filter_event_types", ["*"])
+        taken = [
+            i
+            for i in remaining
+            if "*" in types or i["normalized_content"]["event_classification"]["primary_type"] in types
+        ]
+        taken = taken[: spec.get("max_items", 5)]
+        remaining = [i for i in remaining if i not in taken]
+        sections.append({"section_id": spec["id"], "title": spec["title"], "items": taken})
+    return sections
+
+
+def _entry(item: dict) -> dict:
+    entities = item["normalized_content"]["entities"]
+    return {
+        "item_id": item["item_id"],
+        "title": item["title"],
+        "score": item["scoring_results"]["final_score"],
+        "published_at": item["published_at"],
+        "source_url": item["url"],
+        "summary": item["normalized_content"]["summary"],
+        "entities": {k: entities[k] for k in ("companies", "technologies", "trademarks")},
+    }
+
+
+def _markdown(client_name: str, when, sections: list[dict], total: int, tldr: bool) -> str:
+    filled = [s for s in sections if s["items"]]
+    lines = [
+        f"# {client_name} - Week of {when.date().isoformat()}",
+        "",
+        f"**Generated:** {when:%B %d, %Y} | **Items:** {total} signals | **Coverage:** {len(filled)} sections",
+        "",
+    ]
+    if tldr:
+        lines += ["## 🎯 TL;DR"] + [f"• {s['items'][0]['summary']}" for s in filled[:3]] + [""]
+    for section in filled:
+        icon = SECTION_ICONS.get(section["section_id"], "📰")
+        lines += ["---", "", f"## {icon} {section['title']}", f"*{len(section['items'])} items • Sorted by score*", ""]
+        for item in section["items"]:
+            players = ", ".join(item["entities"]["companies"] + item["entities"]["trademarks"])
+            lines += [
+                f"### {item['title']}",
+                f"**Score:** {item['score']} • **Date:** {item['published_at']}",
+                "",
+                item["summary"],
+                "",
+                f"**Key Players:** {players or 'n/a'}",
+                "",
+                f"[**Read more →**]({item['source_url']})",
+                "",
+            ]
+    lines += [
+        "## 📊 Newsletter Metrics",
+        f"- **Total Signals:** {total} items",
+        f"- **Generated:** {when.isoformat()}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def lambda_handler(event, context):
+    started = time.monotonic()
+    client_id = event.get("client_id")
+    if not client_id:
+        return answer({"status": "error", "error": "client_id is required"}, 400)
+    config = client_config(client_id)
+    latest = latest_key(os.environ["DATA_BUCKET"], f"curated/{client_id}/", "items.json")
+    items = read_json(os.environ["DATA_BUCKET"], latest) if latest else []
+    selected = _select(items, config)
+    body = {"client_id": client_id, "items_available": len(items), "items_selected": len(selected)}
+    if not selected:
+        print(f"newsletter {client_id}: nothing to publish from {len(items)} curated items")
+        return answer(body | {"status": "no_items", "execution_time_seconds": round(time.monotonic() - started, 3)})
+    when = now()
+    sections = [s | {"items": [_entry(i) for i in s["items"]]} for s in _distribute(selected, config)]
+    placed = sum(len(s["items"]) for s in sections)
+    bucket, prefix = os.environ["NEWSLETTERS_BUCKET"], f"{client_id}/{dated_prefix(when)}"
+    name = config.get("client_profile", {}).get("name", client_id)
+    markdown = _markdown(name, when, sections, placed, config.get("newsletter_delivery", {}).get("include_tldr", True))
+    document = {
+        "newsletter_id": f"{client_id}_{when:%Y_%m_%d}",
+        "client_id": client_id,
+        "generated_at": when.isoformat(),
+        "metrics": {
+            "total_items": placed,
+            "items_by_section": {s["section_id"]: len(s["items"]) for s in sections},
+            "unique_sources": len({i["source_key"] for i in selected}),
+        },
+        "sections": [s for s in sections if s["items"]],
+    }
+    paths = {
+        "markdown": write_object(bucket, f"{prefix}/newsletter.md", markdown, "text/markdown; charset=utf-8"),
+        "json": write_json(bucket, f"{prefix}/newsletter.json", document),
+    }
+    paths["manifest"] = write_json(
+        bucket,
+        f"{prefix}/manifest.json",
+        {
+            "generation_date": when.isoformat(),
+            "target_date": when.date().isoformat(),
+            "status": "completed",
+            "total_items": placed,
+            "files": {"newsletter.md": paths["markdown"], "newsletter.json": paths["json"]},
+        },
+    )
+    print(f"newsletter {client_id}: {placed} items in {sum(1 for s in sections if s['items'])} sections")
+    return answer(
+        body
+        | {
+            "status": "success",
+            "items_placed": placed,
+            "sections": len(document["sections"]),
+            "s3_paths": paths,
+            "execution_time_seconds": round(time.monotonic() - started, 3),
+        }
+    )

@@ -1,0 +1,176 @@
+"""Sample normalize-score Lambda: extract entities, classify events, match the client's watch domains, score.
+
+Event: {"client_id": ...}. Reads the latest ingested items and canonical/scopes/*.yaml from the config bucket.
+Writes s3://$DATA_BUCKET/curated/{client_id}/YYYY/MM/DD/items.json
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import date
+
+from vectora_common import answer, client_config, dated_prefix, latest_key, now, read_json, read_yaml, write_json
+
+SCOPE_FILES = ("company", "molecule", "technology", "trademark")
+EVENT_KEYWORDS = {
+    "regulatory": [
+        "fda",
+        "new drug application",
+        "approval",
+        "approved",
+        "regulator",
+        "ema",
+        "label",
+        "positive opinion",
+    ],
+    "partnership": ["agreement", "partnership", "license", "collaboration", "partner"],
+    "clinical_update": ["phase 1", "phase 2", "phase 3", "clinical trial", "study", "topline", "endpoint"],
+    "corporate_move": ["appoint", "chief executive", "acquisition", "manufacturing capacity", "expand"],
+    "financial_results": ["interim report", "quarter results", "third quarter", "revenue", "earnings"],
+}
+DEFAULT_WEIGHTS = {
+    "regulatory": 7,
+    "partnership": 6,
+    "clinical_update": 5,
+    "corporate_move": 4,
+    "financial_results": 3,
+    "other": 2,
+}
+SIGNAL_WEIGHTS = {"technologies": 0.4, "companies": 0.25, "molecules": 0.2, "trademarks": 0.25}
+
+
+def _found(terms: list[str], text: str) -> list[str]:
+    return sorted({t for t in terms if re.search(rf"(?<!\w){re.escape(t.lower())}(?!\w)", text)})
+
+
+def _scopes(bucket: str) -> dict:
+    scopes: dict = {}
+    for name in SCOPE_FILES:
+        scopes.update(read_yaml(bucket, f"canonical/scopes/{name}_scopes.yaml") or {})
+    return scopes
+
+
+def _technology_terms(scope: dict) -> tuple[list[str], list[str]]:
+    negative = scope.get("negative_terms", [])
+    terms = [t for key, values in scope.items() if key not in ("_metadata", "negative_terms") for t in values]
+    return terms, negative
+
+
+def _classify(text: str) -> tuple[str, float]:
+    hits = {kind: sum(word in text for word in words) for kind, words in EVENT_KEYWORDS.items()}
+    kind, count = max(hits.items(), key=lambda pair: pair[1])
+    return (kind, min(0.5 + 0.15 * count, 0.95)) if count else ("other", 0.3)
+
+
+def _process(item: dict, domains: list[dict], scopes: dict, config: dict, today: date) -> dict:
+    text = f"{item['title']} {item['content']}".lower()
+    entities = {"companies": set(), "molecules": set(), "technologies": set(), "trademarks": set()}
+    relevance, negatives = {}, []
+    for domain in domains:
+        tech_terms, negative = _technology_terms(scopes.get(domain.get("technology_scope"), {}))
+        found = {
+            "companies": _found(scopes.get(domain.get("company_scope"), []), text),
+            "molecules": _found(scopes.get(domain.get("molecule_scope"), []), text),
+            "technologies": _found(tech_terms, text),
+            "trademarks": _found(scopes.get(domain.get("trademark_scope"), []), text),
+        }
+        negatives += _found(negative, text)
+        for kind, values in found.items():
+            entities[kind].update(values)
+        score = round(min(1.0, sum(SIGNAL_WEIGHTS[k] for k, v in found.items() if v)), 2)
+        relevance[domain["id"]] = {
+            "score": score,
+            "confidence": "high" if score >= 0.6 else "medium" if score >= 0.3 else "low",
+            "matched_entities": found,
+        }
+    event_type, confidence = _classify(text)
+    min_score = config.get("matching_config", {}).get("min_domain_score", 0.25)
+    matched = [d for d, r in relevance.items() if r["score"] >= min_score and not (negatives and r["score"] < 0.6)]
+    weights = DEFAULT_WEIGHTS | config.get("scoring_config", {}).get("event_type_weight_overrides", {})
+    base = weights.get(event_type, DEFAULT_WEIGHTS["other"])
+    pure_players = {c.lower() for c in scopes.get("lai_companies_pure_players", [])}
+    bonuses = {}
+    if any(c.lower() in pure_players for c in entities["companies"]):
+        bonuses["pure_player_company"] = 2.0
+    if entities["trademarks"]:
+        bonuses["trademark_mentioned"] = 1.5
+    if event_type == "regulatory":
+        bonuses["regulatory_event"] = 2.5
+    penalties = {"negative_terms": -3.0} if negatives else {}
+    factor = max((relevance[d]["score"] for d in matched), default=0.0)
+    age = (today - date.fromisoformat(item["published_at"])).days
+    recency = 1.0 if age <= 7 else 0.8 if age <= 21 else 0.6
+    raw = base * (0.5 + factor / 2) * recency + sum(bonuses.values()) + sum(penalties.values())
+    summary = re.split(r"(?<![A-Z])\.\s+(?=[A-Z])", item["content"], maxsplit=1)[0].rstrip(".") + "."
+    return item | {
+        "normalized_at": now().isoformat(),
+        "normalized_content": {
+            "summary": summary,
+            "entities": {k: sorted(v) for k, v in entities.items()},
+            "event_classification": {"primary_type": event_type, "confidence": round(confidence, 2)},
+            "anti_lai_detected": bool(negatives),
+        },
+        "matching_results": {"matched_domains": matched, "domain_relevance": relevance},
+        "scoring_results": {
+            "base_score": base,
+            "bonuses": bonuses,
+            "penalties": penalties,
+            "final_score": round(max(raw, 0.0), 1),
+            "score_breakdown": {"domain_relevance_factor": factor, "recency_factor": recency},
+        },
+    }
+
+
+def lambda_handler(event, context):
+    started = time.monotonic()
+    client_id = event.get("client_id")
+    if not client_id:
+        return answer({"status": "error", "error": "client_id is required"}, 400)
+    data_bucket = os.environ["DATA_BUCKET"]
+    config = client_config(client_id)
+    latest = latest_key(data_bucket, f"ingested/{client_id}/", "items.json")
+    if latest is None:
+        return answer({"client_id": client_id, "status": "error", "error": "no ingested items; run ingest first"})
+    items = read_json(data_bucket, latest)
+    domains = [d for d in config.get("watch_domains", []) if d.get("enabled", True)]
+    when = now()
+    curated = [_process(item, domains, _scopes(os.environ["CONFIG_BUCKET"]), config, when.date()) for item in items]
+    output_path = f"curated/{client_id}/{dated_prefix(when)}/items.json"
+    write_json(data_bucket, output_path, curated)
+    scores = [i["scoring_results"]["final_score"] for i in curated]
+    matched = sum(1 for i in curated if i["matching_results"]["matched_domains"])
+    print(f"normalize-score {client_id}: {len(items)} items, {matched} matched")
+    entity_counts = {
+        k: sum(1 for i in curated if i["normalized_content"]["entities"][k])
+        for k in ("companies", "molecules", "technologies", "trademarks")
+    }
+    return answer(
+        {
+            "client_id": client_id,
+            "status": "completed",
+            "last_run_path": latest.rsplit("/", 1)[0],
+            "output_path": output_path,
+            "processing_time_ms": round((time.monotonic() - started) * 1000),
+            "statistics": {
+                "items_input": len(items),
+                "items_normalized": len(curated),
+                "items_matched": matched,
+                "items_scored": len(curated),
+                "normalization_success_rate": 1.0 if items else 0.0,
+                "matching_success_rate": round(matched / len(items), 3) if items else 0.0,
+                "score_distribution": {
+                    "min_score": min(scores, default=0),
+                    "max_score": max(scores, default=0),
+                    "avg_score": round(sum(scores) / len(scores), 2) if scores else 0,
+                },
+                "entity_statistics": entity_counts,
+            },
+            "configuration": {
+                "scoring_mode": "balanced",
+                "watch_domains_count": len(domains),
+                "bedrock_matching_enabled": False,
+            },
+        }
+    )

@@ -1,0 +1,62 @@
+"""Nox sessions: thin wrappers over `python -m tasks` and the test tools. All logic lives in tasks/.
+
+Every session runs in the one environment Make builds (.venv, from pyproject.toml), so nothing is installed twice
+and a warm session costs only nox's start-up. A task's exit code passes through unchanged (README, "Exit codes").
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.10.9"
+nox.options.default_venv_backend = "none"
+nox.options.error_on_external_run = False
+
+ROOT = Path(__file__).resolve().parent
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+def _python(session: nox.Session) -> str:
+    if not VENV_PYTHON.exists():
+        session.error("no .venv here: run `make venv` first (it builds the environment from pyproject.toml)")
+    return str(VENV_PYTHON)
+
+
+def _call(session: nox.Session, *args: str) -> None:
+    """Run a command in the toolkit's environment; exit nox with its code if it fails."""
+    command = [_python(session), *args]
+    session.log(" ".join(command))
+    code = subprocess.call(command, cwd=ROOT)
+    if code:
+        raise SystemExit(code)
+
+
+def _task(session: nox.Session, *args: str) -> None:
+    _call(session, "-m", "tasks", *args, *session.posargs)
+
+
+@nox.session(default=False)
+def local_e2e(session: nox.Session) -> None:
+    """Create a context (or rerun --client-id) and run the whole workflow on the embedded AWS."""
+    _task(session, "local-e2e")
+
+
+@nox.session(default=False)
+def context(session: nox.Session) -> None:
+    """Manage test contexts: `-- new|list|show ...`."""
+    _task(session, "context")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pass pytest options after --)."""
+    _call(session, "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Run ruff on the code."""
+    _call(session, "-m", "ruff", "check", ".", *session.posargs)

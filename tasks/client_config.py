@@ -1,0 +1,73 @@
+"""Client configs: render a template's placeholders with a YAML emitter, check the keys the pipeline needs."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.errors import ConfigError
+
+PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
+PLACEHOLDERS = ("CLIENT_ID", "NAME", "CONTEXT_ID", "PURPOSE", "ENVIRONMENT", "DATE", "PROMOTED_FROM")
+# Dotted paths every client config must have, for the sample pipeline and the real one alike.
+REQUIRED_KEYS = ("client_profile.client_id", "watch_domains", "newsletter_layout.sections")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML mapping, naming the file (and line) when it is not one."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from err
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+    return document
+
+
+def check_required_keys(document: Mapping[str, Any], path: Path) -> None:
+    """Raise ConfigError naming the first required key that is missing."""
+    for dotted in REQUIRED_KEYS:
+        node: Any = document
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                raise ConfigError(f"{path}: missing required key {dotted!r}")
+            node = node[part]
+
+
+def _fill(node: Any, values: Mapping[str, str], path: Path) -> Any:
+    if isinstance(node, dict):
+        return {key: _fill(value, values, path) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_fill(item, values, path) for item in node]
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(1) not in values:
+                raise ConfigError(f"{path}: unknown placeholder {match.group(0)}; known: {', '.join(PLACEHOLDERS)}")
+            return values[match.group(1)]
+
+        return PLACEHOLDER.sub(replace, node)
+    return node
+
+
+def render_template(path: Path, values: Mapping[str, str]) -> bytes:
+    """Fill the template's placeholders in the parsed tree and emit YAML: quotes and newlines stay data."""
+    template = load_yaml(path)
+    check_required_keys(template, path)
+    rendered = _fill(template, values, path)
+    header = f"# Rendered from {path.name} by the Vectora Inbox E2E toolkit. Do not edit: create a new context.\n"
+    body = yaml.safe_dump(rendered, sort_keys=False, allow_unicode=True, width=120)
+    return (header + body).encode("utf-8")

@@ -1,0 +1,59 @@
+"""The toolkit's errors: one small hierarchy, each carrying its exit code (README, "Exit codes")."""
+
+from __future__ import annotations
+
+EXIT_PASSED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+EXIT_UNKNOWN = 4
+EXIT_INTERRUPTED = 130
+
+EXIT_MEANINGS = {
+    EXIT_PASSED: "passed",
+    EXIT_FAILED: "a step or a check failed",
+    EXIT_USAGE: "usage or bad input",
+    EXIT_ENVIRONMENT: "environment, credentials or busy",
+    EXIT_UNKNOWN: "outcome unknown",
+    EXIT_INTERRUPTED: "interrupted",
+}
+
+
+class ToolkitError(Exception):
+    """Base of every error the toolkit reports to a person as one line."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(ToolkitError):
+    """Bad input: a malformed client_id, an unknown env or template, a bad flag."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(ToolkitError):
+    """A template, client config or .env file that does not parse or lacks a key."""
+
+    exit_code = EXIT_USAGE
+
+
+class EnvironmentProblem(ToolkitError):
+    """The machine or account is not ready: credentials, a port, a bucket, a function."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class Busy(EnvironmentProblem):
+    """Another process holds the context's run lock."""
+
+
+class StepFailed(ToolkitError):
+    """A pipeline step or an output check failed."""
+
+    exit_code = EXIT_FAILED
+
+
+class OutcomeUnknown(ToolkitError):
+    """The request was sent but no answer came back: the function may have run."""
+
+    exit_code = EXIT_UNKNOWN

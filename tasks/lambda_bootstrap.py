@@ -1,0 +1,78 @@
+"""Child side of the local Lambda runtime: import a handler, call it with the event, write the outcome.
+
+Run as `python -P lambda_bootstrap.py MODULE FUNCTION RESULT_PATH` with the event on stdin, inside the
+environment the runtime built. Standard output and error are the function's log. Standard library only.
+"""
+
+import importlib
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+
+
+class LambdaContext:
+    """The attributes of the context object handlers commonly use."""
+
+    def __init__(self, deadline: float) -> None:
+        self.function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        self.aws_request_id = os.environ["VECTORA_LOCAL_REQUEST_ID"]
+        self.invoked_function_arn = os.environ["VECTORA_LOCAL_FUNCTION_ARN"]
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _error(err: BaseException, error_type: str) -> dict:
+    print(f"[ERROR] {error_type}: {err}", file=sys.stderr)
+    traceback.print_exc()
+    return {
+        "errorMessage": str(err),
+        "errorType": error_type,
+        "requestId": os.environ["VECTORA_LOCAL_REQUEST_ID"],
+        "stackTrace": traceback.format_tb(err.__traceback__),
+    }
+
+
+def main() -> None:
+    module_name, function_name, result_path = sys.argv[1:4]
+    deadline = time.monotonic() + float(os.environ["VECTORA_LOCAL_TIMEOUT"])
+    event = json.loads(sys.stdin.read() or "{}")
+    outcome: dict = {"ok": False}
+    started = time.monotonic()
+    try:
+        handler = getattr(importlib.import_module(module_name), function_name)
+    except ImportError as err:
+        outcome["payload"] = _error(err, "Runtime.ImportModuleError")
+    except AttributeError as err:
+        outcome["payload"] = _error(err, "Runtime.HandlerNotFound")
+    else:
+        outcome["init_ms"] = (time.monotonic() - started) * 1000
+        called = time.monotonic()
+        try:
+            result = handler(event, LambdaContext(deadline))
+        except Exception as err:  # noqa: BLE001 - a handler's error is the payload, as on AWS
+            outcome["payload"] = _error(err, type(err).__name__)
+        else:
+            try:
+                outcome["payload"] = json.loads(json.dumps(result))
+                outcome["ok"] = True
+            except (TypeError, ValueError) as err:
+                outcome["payload"] = _error(err, "Runtime.MarshalError")
+        outcome["duration_ms"] = (time.monotonic() - called) * 1000
+    sys.stdout.flush()
+    sys.stderr.flush()
+    outcome["max_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    with open(result_path, "w", encoding="utf-8") as handle:
+        json.dump(outcome, handle)
+
+
+if __name__ == "__main__":
+    main()

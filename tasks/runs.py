@@ -1,0 +1,87 @@
+"""A run's folder and its records: run.json written at start and at the end, report.md, the context's record."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tasks.contexts import Context, ContextStore
+from tasks.files import write_atomic, write_json
+from tasks.report import render_markdown
+from tasks.workflow import RunRecord
+
+
+def new_run_id(now: datetime, env: str) -> str:
+    """A sortable, unique run id, e.g. 20261126T013323Z-local-3f9a."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{env}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where one run's files live."""
+
+    path: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def outputs(self) -> Path:
+        return self.path / "outputs"
+
+
+def _summary(record: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": record.run_id,
+        "env": record.env,
+        "status": record.status,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "endpoint": record.endpoint,
+        "config_sha256": record.config_sha256,
+    }
+
+
+class RunRecorder:
+    """Writes a run's record to its folder and to its context, each write atomic."""
+
+    def __init__(self, store: ContextStore, context: Context, record: RunRecord) -> None:
+        self.store = store
+        self.context = context
+        self.folder = RunFolder(context.runs_dir / record.run_id)
+
+    def start(self, record: RunRecord) -> None:
+        """Create the folder and record the run as running."""
+        self.folder.path.mkdir(parents=True)
+        write_json(self.folder.run_json, record.to_json())
+        self._record_in_context(record)
+
+    def finish(self, record: RunRecord) -> None:
+        """Write the final run.json, report.md, and the context's records."""
+        self.folder.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.folder.run_json, record.to_json())
+        report = render_markdown(record, self.context.purpose, self.context.template)
+        write_atomic(self.folder.report_md, report.encode("utf-8"))
+        self._record_in_context(record)
+
+    def _record_in_context(self, record: RunRecord) -> None:
+        summary = _summary(record)
+
+        def change(document: dict[str, Any]) -> None:
+            runs = [r for r in document.get("runs", []) if r["run_id"] != record.run_id]
+            document["runs"] = [*runs, summary]
+            document["status"] = record.status
+            if record.env == "local":
+                document["local"] = {"last_run": summary}
+            else:
+                document.setdefault("envs", {}).setdefault(record.env, {})["last_run"] = summary
+
+        self.store.update(self.context.client_id, change)

@@ -1,0 +1,189 @@
+"""One frozen Settings: defaults < .env < process environment < command-line flags.
+
+It also resolves an env (local, dev, stage, prod) into function names, bucket names, profile, region and endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
+from tasks.errors import ConfigError, UsageError
+
+ENVS = ("local", "dev", "stage", "prod")
+STEPS = ("ingest", "normalize-score", "newsletter")
+DEFAULT_PROFILE = "rag-lai-prod"
+
+# Every variable the toolkit reads, with its default. .env.example documents each one.
+DEFAULTS: dict[str, str] = {
+    "VECTORA_ENV": "dev",
+    "CONTEXTS_DIR": "contexts",
+    "AWS_REGION": "eu-west-3",
+    "AWS_PROFILE": "",
+    "FUNCTION_NAME_TEMPLATE": "vectora-inbox-{step}-v2-{env}",
+    "CONFIG_BUCKET_TEMPLATE": "vectora-inbox-config-{env}",
+    "DATA_BUCKET_TEMPLATE": "vectora-inbox-data-{env}",
+    "NEWSLETTERS_BUCKET_TEMPLATE": "vectora-inbox-newsletters-{env}",
+    "CONFIG_KEY_TEMPLATE": "clients/{client_id}.yaml",
+    "LAMBDA_READ_TIMEOUT": "910",
+    "LOCAL_LAMBDA_TIMEOUT": "120",
+    "LOCAL_LAMBDA_MEMORY": "512",
+    "LOCAL_HANDLER_INGEST": "lambdas/ingest:handler.lambda_handler",
+    "LOCAL_HANDLER_NORMALIZE_SCORE": "lambdas/normalize_score:handler.lambda_handler",
+    "LOCAL_HANDLER_NEWSLETTER": "lambdas/newsletter:handler.lambda_handler",
+    "LOCAL_LAMBDA_LAYERS": "lambdas/common",
+    "LOCAL_CANONICAL_DIR": "lambdas/canonical",
+}
+
+_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """Where a step's Lambda code lives: a source folder and a Lambda-style handler `module.function`."""
+
+    source_dir: Path
+    module: str
+    function: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a task needs to know about names, places and limits, resolved once."""
+
+    root: Path
+    contexts_dir: Path
+    env: str
+    region: str
+    profile: str | None
+    function_name_template: str
+    config_bucket_template: str
+    data_bucket_template: str
+    newsletters_bucket_template: str
+    config_key_template: str
+    lambda_read_timeout: float
+    local_lambda_timeout: float
+    local_lambda_memory_mb: int
+    local_handlers: Mapping[str, HandlerSpec]
+    local_lambda_layers: tuple[Path, ...]
+    local_canonical_dir: Path
+    secrets: tuple[str, ...] = ()
+
+    def function_name(self, step: str, env: str | None = None) -> str:
+        return self.function_name_template.format(step=step, env=env or self.env)
+
+    def config_bucket(self, env: str | None = None) -> str:
+        return self.config_bucket_template.format(env=env or self.env)
+
+    def data_bucket(self, env: str | None = None) -> str:
+        return self.data_bucket_template.format(env=env or self.env)
+
+    def newsletters_bucket(self, env: str | None = None) -> str:
+        return self.newsletters_bucket_template.format(env=env or self.env)
+
+    def config_key(self, client_id: str) -> str:
+        return self.config_key_template.format(client_id=client_id)
+
+
+def validate_env(env: str) -> str:
+    """Return env if it is one we know, else raise a UsageError that lists the choices."""
+    if env not in ENVS:
+        raise UsageError(f"unknown env {env!r}: use one of {', '.join(ENVS)}")
+    return env
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Read a .env file; a line python-dotenv cannot parse is an error naming file and line."""
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error:
+                raise ConfigError(f"{path}:{binding.original.line}: this line is not KEY=value; fix or remove it")
+    return {key: value or "" for key, value in dotenv_values(path).items()}
+
+
+def _handler_spec(root: Path, variable: str, value: str) -> HandlerSpec:
+    folder, sep, handler = value.rpartition(":")
+    module, dot, function = handler.rpartition(".")
+    if not (sep and folder and dot and module and function):
+        raise ConfigError(
+            f"{variable}={value!r}: expected FOLDER:module.function, e.g. lambdas/ingest:handler.lambda_handler"
+        )
+    return HandlerSpec(source_dir=(root / folder).resolve(), module=module, function=function)
+
+
+def _number(variable: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if number <= 0:
+        raise ConfigError(f"{variable}={value!r}: expected a positive number")
+    return number
+
+
+def handler_variable(step: str) -> str:
+    """The variable naming a step's local handler, e.g. LOCAL_HANDLER_NORMALIZE_SCORE."""
+    return "LOCAL_HANDLER_" + step.upper().replace("-", "_")
+
+
+def _profile(chosen: str, environ: Mapping[str, str]) -> str | None:
+    """The flag or AWS_PROFILE, else none when the environment carries keys (CI, OIDC), else the team default."""
+    if chosen:
+        return chosen
+    if environ.get("AWS_ACCESS_KEY_ID") or environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        return None
+    return DEFAULT_PROFILE
+
+
+def load_settings(
+    root: Path,
+    flags: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve the settings for the repository at root.
+
+    flags uses the variable names of DEFAULTS (e.g. {"VECTORA_ENV": "stage"}); None values are ignored.
+    """
+    environ = os.environ if environ is None else environ
+    dotenv = read_dotenv(root / ".env")
+    merged: dict[str, str] = dict(DEFAULTS)
+    merged.update({k: v for k, v in dotenv.items() if k in DEFAULTS})
+    merged.update({k: v for k, v in environ.items() if k in DEFAULTS})
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None and k in DEFAULTS})
+    env = validate_env(merged["VECTORA_ENV"])
+    handlers = {step: _handler_spec(root, handler_variable(step), merged[handler_variable(step)]) for step in STEPS}
+    secrets = tuple(
+        value
+        for source in (dotenv, environ)
+        for name, value in source.items()
+        if _SECRET_NAME.search(name) and len(value) >= 4
+    )
+    return Settings(
+        root=root,
+        contexts_dir=(root / merged["CONTEXTS_DIR"]).resolve(),
+        env=env,
+        region=merged["AWS_REGION"],
+        profile=None if env == "local" else _profile(merged["AWS_PROFILE"], environ),
+        function_name_template=merged["FUNCTION_NAME_TEMPLATE"],
+        config_bucket_template=merged["CONFIG_BUCKET_TEMPLATE"],
+        data_bucket_template=merged["DATA_BUCKET_TEMPLATE"],
+        newsletters_bucket_template=merged["NEWSLETTERS_BUCKET_TEMPLATE"],
+        config_key_template=merged["CONFIG_KEY_TEMPLATE"],
+        lambda_read_timeout=_number("LAMBDA_READ_TIMEOUT", merged["LAMBDA_READ_TIMEOUT"]),
+        local_lambda_timeout=_number("LOCAL_LAMBDA_TIMEOUT", merged["LOCAL_LAMBDA_TIMEOUT"]),
+        local_lambda_memory_mb=int(_number("LOCAL_LAMBDA_MEMORY", merged["LOCAL_LAMBDA_MEMORY"])),
+        local_handlers=handlers,
+        local_lambda_layers=tuple(
+            (root / part).resolve() for part in merged["LOCAL_LAMBDA_LAYERS"].split(os.pathsep) if part
+        ),
+        local_canonical_dir=(root / merged["LOCAL_CANONICAL_DIR"]).resolve(),
+        secrets=secrets,
+    )

@@ -1,0 +1,97 @@
+"""Check the outputs each step must leave in S3: present, not empty, and written by this run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tasks.aws import describe_error
+from tasks.settings import Settings
+from tasks.workflow import OutputCheck, StepResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+NEWSLETTER_FILES = {"markdown": "newsletter.md", "json": "newsletter.json", "manifest": "manifest.json"}
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _dates(started: datetime, finished: datetime) -> list[str]:
+    days = [started.astimezone(UTC).date()]
+    if finished.astimezone(UTC).date() != days[0]:
+        days.append(days[0] + timedelta(days=1))
+    return [day.strftime("%Y/%m/%d") for day in days]
+
+
+def expected_outputs(
+    settings: Settings, env: str, client_id: str, result: StepResult, started: datetime, finished: datetime
+) -> list[list[str]]:
+    """For each output the step must write, the S3 URIs that may hold it (the answer's own, else by date)."""
+    body: dict[str, Any] = result.body or {}
+    data, newsletters = settings.data_bucket(env), settings.newsletters_bucket(env)
+    dates = _dates(started, finished)
+    if result.step == "ingest":
+        named = body.get("s3_output_path")
+        return [[named] if named else [f"s3://{data}/ingested/{client_id}/{d}/items.json" for d in dates]]
+    if result.step == "normalize-score":
+        named = body.get("output_path")
+        return [
+            [f"s3://{data}/{named.lstrip('/')}"]
+            if named
+            else [f"s3://{data}/curated/{client_id}/{d}/items.json" for d in dates]
+        ]
+    paths = body.get("s3_paths") or {}
+    return [
+        [paths[kind]] if paths.get(kind) else [f"s3://{newsletters}/{client_id}/{d}/{name}" for d in dates]
+        for kind, name in NEWSLETTER_FILES.items()
+    ]
+
+
+def check_output(s3: S3Client, step: str, candidates: list[str], not_before: datetime) -> OutputCheck:
+    """The first candidate that exists; ok when it is not empty and not older than not_before (whole seconds)."""
+    floor = not_before.astimezone(UTC).replace(microsecond=0)
+    for uri in candidates:
+        bucket, key = split_uri(uri)
+        try:
+            head = s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                continue
+            return OutputCheck(step, uri, None, False, error=str(describe_error(err, "s3:GetObject", uri)))
+        except BotoCoreError as err:
+            return OutputCheck(step, uri, None, False, error=str(describe_error(err, "s3:GetObject", uri)))
+        size, modified = head["ContentLength"], head["LastModified"]
+        if size == 0:
+            return OutputCheck(step, uri, 0, False, modified.isoformat(), f"{uri} is empty")
+        if modified < floor:
+            return OutputCheck(
+                step,
+                uri,
+                size,
+                False,
+                modified.isoformat(),
+                f"{uri} was written at {modified.isoformat()}, before this step started",
+            )
+        return OutputCheck(step, uri, size, True, modified.isoformat())
+    return OutputCheck(step, candidates[0], None, False, error=f"{' or '.join(candidates)} not found")
+
+
+def download(s3: S3Client, checks: list[OutputCheck], folder: Path) -> list[Path]:
+    """Copy each verified output into folder/<step>/<file name>; return the paths written."""
+    written = []
+    for check in checks:
+        if not check.ok:
+            continue
+        bucket, key = split_uri(check.uri)
+        target = folder / check.step / key.rsplit("/", 1)[-1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(target))
+        written.append(target)
+    return written
