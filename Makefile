@@ -41,7 +41,7 @@ contexts: $(VENV)/.installed
 test: $(VENV)/.installed
 	@$(NOX) -s tests
 
-.PHONY: lint  ## run ruff on the code
+.PHONY: lint  ## run ruff (lint rules and formatting)
 lint: $(VENV)/.installed
 	@$(NOX) -s lint
 

@@ -58,5 +58,6 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Run ruff on the code."""
+    """Run ruff: lint rules and formatting."""
     _call(session, "-m", "ruff", "check", ".", *session.posargs)
+    _call(session, "-m", "ruff", "format", "--check", ".")

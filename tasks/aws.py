@@ -6,6 +6,7 @@ boto and botocore errors become our errors here (with their cause kept), so call
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -60,6 +62,25 @@ class Invocation:
     executed_version: str | None
 
 
+def _isolated_session(region: str) -> boto3.session.Session:
+    """A session that reads nothing of the user's AWS set-up (profile, config files, keys): for the embedded AWS."""
+    # (config-file name, environment variable, default, converter): no variable and no file to read.
+    core = botocore.session.Session(
+        session_vars={
+            "profile": (None, None, None, None),
+            "config_file": (None, None, os.devnull, None),
+            "credentials_file": (None, None, os.devnull, None),
+        }
+    )
+    return boto3.session.Session(
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        aws_session_token=None,
+        region_name=region,
+        botocore_session=core,
+    )
+
+
 class ClientFactory:
     """Builds boto3 clients for one account/region/endpoint. A given endpoint is used as is, for every service."""
 
@@ -71,9 +92,7 @@ class ClientFactory:
         self.endpoint = endpoint
         try:
             if local_credentials:
-                self.session = boto3.session.Session(
-                    aws_access_key_id="local", aws_secret_access_key="local", region_name=region
-                )
+                self.session = _isolated_session(region)
             else:
                 self.session = boto3.session.Session(profile_name=profile, region_name=region)
         except ProfileNotFound as err:

@@ -9,9 +9,10 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from tasks.contexts import ContextStore, validate_client_id
-from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError
+from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, EXIT_USAGE, ToolkitError
 from tasks.settings import load_settings
 from tasks.workflow import StepResult
 
@@ -19,8 +20,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATE = "lai_weekly"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, ending its usage errors with the same `exit 2: ...` line as every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"exit {EXIT_USAGE}: {EXIT_MEANINGS[EXIT_USAGE]}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m tasks",
         description="Vectora Inbox E2E toolkit. Exit codes: 0 passed, 1 a step or check failed, 2 usage or bad input, "
         "3 environment/credentials/busy, 4 outcome unknown, 130 interrupted.",

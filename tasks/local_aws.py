@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -108,19 +109,31 @@ class EmbeddedAws:
     @property
     def endpoint(self) -> str:
         assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     def start(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto_app = DomainDispatcherApplication(create_backend_app)
+        # Bind the socket ourselves: werkzeug would print and sys.exit() on a port in use.
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self._server = make_server(
-                "127.0.0.1", self.port, moto_app, threaded=True, request_handler=QuietRequestHandler
-            )
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(64)
         except OSError as err:
+            listener.close()
             raise EnvironmentProblem(
                 f"cannot listen on 127.0.0.1:{self.port} ({err.strerror}): choose another port or stop what uses it"
             ) from err
+        with listener:
+            self._server = make_server(
+                "127.0.0.1",
+                self.port,
+                moto_app,
+                threaded=True,
+                request_handler=QuietRequestHandler,
+                fd=listener.fileno(),
+            )
         # The runtime needs the endpoint, known only once the port is bound.
         self._runtime = LocalLambdaRuntime(self.settings, self.endpoint)
         self._server.app = dispatcher(LambdaApi(self._runtime), moto_app)

@@ -6,7 +6,6 @@ It also resolves an env (local, dev, stage, prod) into function names, bucket na
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +40,6 @@ DEFAULTS: dict[str, str] = {
     "LOCAL_CANONICAL_DIR": "lambdas/canonical",
 }
 
-_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
-
 
 @dataclass(frozen=True)
 class HandlerSpec:
@@ -73,7 +70,6 @@ class Settings:
     local_handlers: Mapping[str, HandlerSpec]
     local_lambda_layers: tuple[Path, ...]
     local_canonical_dir: Path
-    secrets: tuple[str, ...] = ()
 
     def function_name(self, step: str, env: str | None = None) -> str:
         return self.function_name_template.format(step=step, env=env or self.env)
@@ -160,12 +156,6 @@ def load_settings(
     merged.update({k: v for k, v in (flags or {}).items() if v is not None and k in DEFAULTS})
     env = validate_env(merged["VECTORA_ENV"])
     handlers = {step: _handler_spec(root, handler_variable(step), merged[handler_variable(step)]) for step in STEPS}
-    secrets = tuple(
-        value
-        for source in (dotenv, environ)
-        for name, value in source.items()
-        if _SECRET_NAME.search(name) and len(value) >= 4
-    )
     return Settings(
         root=root,
         contexts_dir=(root / merged["CONTEXTS_DIR"]).resolve(),
@@ -185,5 +175,4 @@ def load_settings(
             (root / part).resolve() for part in merged["LOCAL_LAMBDA_LAYERS"].split(os.pathsep) if part
         ),
         local_canonical_dir=(root / merged["LOCAL_CANONICAL_DIR"]).resolve(),
-        secrets=secrets,
     )

@@ -1,0 +1,72 @@
+"""Shared fixtures. Tests never reach real AWS: dummy credentials, no profile, every endpoint on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tasks.contexts import ContextStore
+from tasks.local_aws import EmbeddedAws
+from tasks.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO.parent / "shared" / "fixtures" / "vectora-inbox"
+SAFE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_DEFAULT_REGION": "eu-west-3",
+}
+
+
+@pytest.fixture(autouse=True)
+def no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy credentials and no profile or endpoint of the developer's leak into a test."""
+    for name in list(os.environ):
+        if name.startswith("AWS_") or name in ("VECTORA_ENV", "CONTEXTS_DIR") or name.startswith("LOCAL_"):
+            monkeypatch.delenv(name)
+    for name, value in SAFE_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+def safe_environ(**extra: str) -> dict[str, str]:
+    """An environment for a child process: this one, minus AWS settings, plus dummy credentials."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in ("VECTORA_ENV",)}
+    return keep | SAFE_ENV | extra
+
+
+@pytest.fixture
+def contexts_dir(tmp_path: Path) -> Path:
+    """An empty contexts folder holding the committed templates."""
+    folder = tmp_path / "contexts"
+    shutil.copytree(REPO / "contexts" / "templates", folder / "templates")
+    return folder
+
+
+def settings_for(contexts_dir: Path, **variables: str) -> Settings:
+    """Settings for the repository's code with contexts in contexts_dir and the given variables."""
+    return load_settings(REPO, {"VECTORA_ENV": "local", "CONTEXTS_DIR": str(contexts_dir), **variables}, environ={})
+
+
+@pytest.fixture
+def settings(contexts_dir: Path) -> Settings:
+    return settings_for(contexts_dir)
+
+
+@pytest.fixture
+def store(contexts_dir: Path) -> ContextStore:
+    return ContextStore(contexts_dir)
+
+
+@pytest.fixture
+def embedded(settings: Settings) -> Iterator[str]:
+    """A running embedded AWS with the sample pipeline; yields its endpoint."""
+    with EmbeddedAws(settings).running() as endpoint:
+        yield endpoint

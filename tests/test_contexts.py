@@ -1,0 +1,128 @@
+"""Contexts: client_id rules, allocation, rendering, concurrency."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.contexts import ContextStore, validate_client_id
+from tasks.errors import ConfigError, UsageError
+from tests.conftest import REPO, safe_environ
+
+NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("client_id", ["lai_weekly_v1", "lai_weekly_v12", "a_v1", "x2_y_v10"])
+def test_well_formed_client_ids_are_accepted(client_id: str) -> None:
+    assert validate_client_id(client_id) == client_id
+
+
+@pytest.mark.parametrize(
+    "client_id",
+    [
+        "../etc",
+        "../x",
+        "lai weekly",
+        "LAI WEEKLY",
+        "LAI_WEEKLY_V1",
+        "lai_weekly_v0",
+        "lai_weekly",
+        "1lai_v1",
+        "lai_weekly_v01",
+        "a" * 190 + "_v1",
+        "",
+        "lai_weekly_v1/..",
+        "lai-weekly_v1",
+    ],
+)
+def test_malformed_client_ids_are_refused_with_the_rule(client_id: str) -> None:
+    with pytest.raises(UsageError, match="client_id"):
+        validate_client_id(client_id)
+
+
+def test_client_ids_count_up_from_v1_and_skip_versions_seen_elsewhere(store: ContextStore) -> None:
+    assert store.create("lai_weekly", "first", NOW).client_id == "lai_weekly_v1"
+    assert store.create("lai_weekly", "second", NOW).client_id == "lai_weekly_v2"
+    assert store.create("lai_weekly", "after s3", NOW, other_versions=[12]).client_id == "lai_weekly_v13"
+    assert [c.client_id for c in store.list()] == ["lai_weekly_v1", "lai_weekly_v2", "lai_weekly_v13"]
+
+
+def test_a_client_id_is_never_reused_even_when_its_context_failed(store: ContextStore) -> None:
+    failed = store.create("lai_weekly", "will fail", NOW)
+    store.update(failed.client_id, lambda record: record.update(status="failed"))
+    assert store.create("lai_weekly", "next", NOW).client_id == "lai_weekly_v2"
+
+
+def test_purpose_with_quotes_newlines_and_unicode_is_stored_faithfully(store: ContextStore) -> None:
+    purpose = 'Test "quoted" purpose: {{CLIENT_ID}}\nsecond line: é ü 日本 — ok\n' + "x" * 10_000
+    context = store.create("lai_weekly", purpose, NOW)
+    config = yaml.safe_load(context.config_path.read_bytes())
+    assert config["metadata"]["test_purpose"] == purpose  # a placeholder inside the purpose stays text
+    assert config["client_profile"]["client_id"] == "lai_weekly_v1"
+    assert store.load(context.client_id).purpose == purpose
+
+
+def test_the_rendered_config_records_its_sha256(store: ContextStore) -> None:
+    import hashlib
+
+    context = store.create("lai_weekly", "sha", NOW)
+    assert context.config_sha256 == hashlib.sha256(context.config_path.read_bytes()).hexdigest()
+
+
+def test_an_unknown_template_is_refused_and_lists_the_known_ones(store: ContextStore) -> None:
+    with pytest.raises(UsageError, match=r"unknown template 'nope'.*lai_weekly"):
+        store.create("nope", "x", NOW)
+    with pytest.raises(UsageError, match="unknown template"):
+        store.create("../templates/lai_weekly", "x", NOW)
+    assert store.list() == []
+
+
+def test_a_template_that_is_not_yaml_names_file_and_line(store: ContextStore, contexts_dir: Path) -> None:
+    (contexts_dir / "templates" / "broken.yaml").write_text("client_profile:\n  name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml:\d+: not valid YAML"):
+        store.create("broken", "x", NOW)
+    assert not (contexts_dir / "broken_v1").exists()
+
+
+def test_a_template_missing_a_required_key_names_the_key(store: ContextStore, contexts_dir: Path) -> None:
+    (contexts_dir / "templates" / "thin.yaml").write_text("client_profile:\n  client_id: '{{CLIENT_ID}}'\n")
+    with pytest.raises(ConfigError, match=r"thin\.yaml: missing required key 'watch_domains'"):
+        store.create("thin", "x", NOW)
+    assert not (contexts_dir / "thin_v1").exists()
+
+
+def test_an_unknown_placeholder_is_an_error_and_leaves_nothing(store: ContextStore, contexts_dir: Path) -> None:
+    text = (contexts_dir / "templates" / "lai_weekly.yaml").read_text().replace("{{DATE}}", "{{WHEN}}")
+    (contexts_dir / "templates" / "odd.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{\{WHEN\}\}"):
+        store.create("odd", "x", NOW)
+    assert not (contexts_dir / "odd_v1").exists()
+
+
+def test_loading_a_missing_context_says_how_to_list_them(store: ContextStore) -> None:
+    with pytest.raises(UsageError, match=r"no context lai_weekly_v9.*make contexts"):
+        store.load("lai_weekly_v9")
+
+
+def test_sixteen_concurrent_creations_get_sixteen_distinct_ids(contexts_dir: Path) -> None:
+    env = safe_environ(CONTEXTS_DIR=str(contexts_dir))
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tasks", "context", "new", "--purpose", f"p{i}"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(16)
+    ]
+    ids = [child.communicate(timeout=60)[0].strip() for child in children]
+    assert all(child.returncode == 0 for child in children)
+    assert sorted(ids) == sorted(f"lai_weekly_v{n}" for n in range(1, 17))
+    assert len(ContextStore(contexts_dir).list()) == 16

@@ -1,0 +1,98 @@
+"""The real `make` flows in a temporary copy of the repository, reusing the .venv already built (no installs)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, safe_environ
+
+SKIP = {".venv", ".nox", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", ".env"}
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the working tree without generated contexts, its .venv a link to ours."""
+    target = tmp_path_factory.mktemp("clone") / "repo"
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n in SKIP}
+        if Path(folder) == REPO / "contexts":
+            skipped |= {n for n in names if n != "templates"}
+        return skipped
+
+    shutil.copytree(REPO, target, ignore=ignore)
+    (target / ".venv").symlink_to(REPO / ".venv")
+    return target
+
+
+def make(clone: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    environ = safe_environ(**variables)
+    environ.pop("MAKEFLAGS", None)
+    environ.pop("MAKELEVEL", None)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args], cwd=clone, capture_output=True, text=True, env=environ, timeout=300
+    )
+
+
+def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
+    result = make(clone, "local-e2e", PURPOSE='check "quotes"\nand a second line')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "context lai_weekly_v1" in result.stdout
+    for index, step in enumerate(("ingest", "normalize-score", "newsletter"), start=1):
+        assert f"step {index}/3 {step}" in result.stdout
+    report_line = next(line for line in result.stdout.splitlines() if line.startswith("report: "))
+    report = clone / report_line.removeprefix("report: ")
+    run = json.loads((report.parent / "run.json").read_text())
+    assert run["status"] == "passed" and run["client_id"] == "lai_weekly_v1"
+    assert [s["status"] for s in run["steps"]] == ["passed"] * 3
+    assert "PASSED" in report.read_text()
+    newsletter = (report.parent / "outputs" / "newsletter" / "newsletter.md").read_text()
+    assert "## " in newsletter and newsletter.count("### ") >= 3
+    context = json.loads((clone / "contexts" / "lai_weekly_v1" / "context.json").read_text())
+    assert context["purpose"] == 'check "quotes"\nand a second line'
+
+
+def test_make_local_e2e_with_client_id_reruns_that_context(clone: Path) -> None:
+    result = make(clone, "local-e2e", "CLIENT_ID=lai_weekly_v1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in (clone / "contexts").iterdir()) == ["lai_weekly_v1", "templates"]
+    assert len(list((clone / "contexts" / "lai_weekly_v1" / "runs").iterdir())) == 2
+    listed = make(clone, "contexts")
+    assert "lai_weekly_v1" in listed.stdout and "passed" in listed.stdout
+
+
+def test_make_reports_the_exit_code_of_bad_input(clone: Path) -> None:
+    result = make(clone, "local-e2e", "CLIENT_ID=../etc")
+    assert result.returncode != 0
+    assert "malformed client_id '../etc'" in result.stderr
+    *_, exit_line, make_line = result.stderr.splitlines()
+    assert exit_line == "exit 2: usage or bad input"  # the task's last line; make then adds its own
+    assert make_line.startswith("make: ***")
+    assert "Traceback" not in result.stderr
+
+
+def test_make_context_prints_a_new_client_id(clone: Path) -> None:
+    result = make(clone, "context", PURPOSE="alone")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("lai_weekly_v")
+
+
+def test_a_dotenv_syntax_error_names_file_and_line(clone: Path) -> None:
+    (clone / ".env").write_text("AWS_REGION=eu-west-3\nthis line is wrong\n")
+    try:
+        result = make(clone, "contexts")
+    finally:
+        (clone / ".env").unlink()
+    assert result.returncode != 0
+    assert f"{clone}/.env:2: this line is not KEY=value" in result.stderr
+
+
+def test_make_help_lists_every_target_with_a_line(clone: Path) -> None:
+    result = make(clone, "help")
+    targets = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert {"local-e2e", "context", "contexts", "test", "lint", "help"} <= targets

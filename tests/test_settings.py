@@ -1,0 +1,54 @@
+"""Settings: precedence, env names, .env errors, profile rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import ConfigError, UsageError
+from tasks.settings import DEFAULT_PROFILE, load_settings, validate_env
+
+
+def test_defaults_apply_without_dotenv_or_environment(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, environ={})
+    assert settings.env == "dev"
+    assert settings.region == "eu-west-3"
+    assert settings.function_name("normalize-score") == "vectora-inbox-normalize-score-v2-dev"
+    assert settings.config_bucket() == "vectora-inbox-config-dev"
+    assert settings.config_key("lai_weekly_v3") == "clients/lai_weekly_v3.yaml"
+
+
+def test_precedence_is_defaults_then_dotenv_then_environment_then_flags(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("VECTORA_ENV=stage\nAWS_REGION=eu-west-1\nLAMBDA_READ_TIMEOUT=300\n")
+    from_dotenv = load_settings(tmp_path, environ={})
+    assert (from_dotenv.env, from_dotenv.region, from_dotenv.lambda_read_timeout) == ("stage", "eu-west-1", 300)
+    from_environ = load_settings(tmp_path, environ={"AWS_REGION": "us-east-1"})
+    assert (from_environ.env, from_environ.region) == ("stage", "us-east-1")
+    from_flags = load_settings(tmp_path, {"VECTORA_ENV": "prod", "AWS_REGION": None}, environ={"AWS_REGION": "x-1"})
+    assert (from_flags.env, from_flags.region) == ("prod", "x-1")
+
+
+def test_a_dotenv_line_that_does_not_parse_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("AWS_REGION=eu-west-1\nthis is not an assignment\n")
+    with pytest.raises(ConfigError, match=r"\.env:2: this line is not KEY=value"):
+        load_settings(tmp_path, environ={})
+
+
+@pytest.mark.parametrize("env", ["production", "Dev", "", "local "])
+def test_unknown_envs_are_refused_with_the_choices(env: str) -> None:
+    with pytest.raises(UsageError, match="use one of local, dev, stage, prod"):
+        validate_env(env)
+
+
+def test_profile_is_flag_then_aws_profile_then_none_with_keys_then_team_default(tmp_path: Path) -> None:
+    assert load_settings(tmp_path, {"AWS_PROFILE": "mine"}, environ={"AWS_PROFILE": "x"}).profile == "mine"
+    assert load_settings(tmp_path, environ={"AWS_PROFILE": "x"}).profile == "x"
+    assert load_settings(tmp_path, environ={"AWS_ACCESS_KEY_ID": "AKIA..."}).profile is None
+    assert load_settings(tmp_path, environ={}).profile == DEFAULT_PROFILE
+    assert load_settings(tmp_path, {"VECTORA_ENV": "local"}, environ={"AWS_PROFILE": "x"}).profile is None
+
+
+def test_a_malformed_handler_setting_says_the_expected_form(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"expected FOLDER:module\.function"):
+        load_settings(tmp_path, environ={"LOCAL_HANDLER_INGEST": "lambdas/ingest"})
