@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV := .venv
-NOX := $(VENV)/bin/nox --non-interactive -f noxfile.py
+NOX := $(VENV)/bin/python -m nox --non-interactive -f noxfile.py
 TEMPLATE ?= lai_weekly
 # Free text reaches recipes through the environment only ("$$PURPOSE"), never spliced into a command line.
 export PURPOSE CLIENT_ID TEMPLATE
