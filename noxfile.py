@@ -26,10 +26,19 @@ def _python(session: nox.Session) -> str:
 
 
 def _call(session: nox.Session, *args: str) -> None:
-    """Run a command in the toolkit's environment; exit nox with its code if it fails."""
+    """Run a command in the toolkit's environment; exit nox with its code if it fails.
+
+    On Ctrl-C the command gets the signal too: wait for it to record the interruption, then pass its code on.
+    """
     command = [_python(session), *args]
     session.log(" ".join(command))
-    code = subprocess.call(command, cwd=ROOT)
+    child = subprocess.Popen(command, cwd=ROOT)
+    while True:
+        try:
+            code = child.wait()
+            break
+        except KeyboardInterrupt:
+            continue
     if code:
         raise SystemExit(code)
 

@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 import traceback
 
@@ -41,7 +42,20 @@ def _error(err: BaseException, error_type: str) -> dict:
     }
 
 
+def _exit_with_parent() -> None:
+    """End this process when the runtime that started it is gone (killed with -9): no orphan handler lives on."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(137)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
+    _exit_with_parent()
     module_name, function_name, result_path = sys.argv[1:4]
     deadline = time.monotonic() + float(os.environ["VECTORA_LOCAL_TIMEOUT"])
     event = json.loads(sys.stdin.read() or "{}")

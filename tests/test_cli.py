@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +68,73 @@ def test_bad_input_is_one_clear_line_and_an_exit_code(
 def test_debug_shows_the_traceback(contexts_dir: Path) -> None:
     result = tasks(contexts_dir, "--debug", "context", "new", "--template", "nope")
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+@pytest.fixture
+def slow_handler(tmp_path: Path) -> Path:
+    """A handler folder whose handler writes its pid to `pid` beside it, then sleeps for a minute."""
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "handler.py").write_text(
+        "import os, time, pathlib\n"
+        "def lambda_handler(event, context):\n"
+        "    pathlib.Path(__file__).with_name('pid').write_text(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+    )
+    return folder
+
+
+def start_and_wait_for_handler(env: dict[str, str], folder: Path, **streams: int) -> tuple[subprocess.Popen, int]:
+    """Start `python -m tasks local-e2e`; return it and the slow handler's pid once that handler runs."""
+    child = subprocess.Popen([sys.executable, "-m", "tasks", "local-e2e"], cwd=REPO, env=env, text=True, **streams)
+    deadline = time.monotonic() + 60
+    while not (folder / "pid").exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    return child, int((folder / "pid").read_text())
+
+
+def test_ctrl_c_mid_step_records_interrupted_exits_130_and_leaves_no_process(
+    contexts_dir: Path, slow_handler: Path
+) -> None:
+    env = safe_environ(
+        CONTEXTS_DIR=str(contexts_dir), LOCAL_HANDLER_NORMALIZE_SCORE=f"{slow_handler}:handler.lambda_handler"
+    )
+    child, handler_pid = start_and_wait_for_handler(env, slow_handler, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.send_signal(signal.SIGINT)
+    stdout, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130, stdout + stderr
+    assert "may still complete" in stderr
+    assert stderr.rstrip().splitlines()[-1] == "exit 130: interrupted"
+    runs = list((contexts_dir / "lai_weekly_v1" / "runs").iterdir())
+    run = json.loads((runs[0] / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["steps"][-1]["status"] == "interrupted"
+    assert json.loads((contexts_dir / "lai_weekly_v1" / "context.json").read_text())["status"] == "interrupted"
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(handler_pid, 0)
+
+
+def test_kill_9_mid_step_leaves_the_context_usable_and_the_run_unfinished(
+    contexts_dir: Path, slow_handler: Path
+) -> None:
+    env = safe_environ(CONTEXTS_DIR=str(contexts_dir), LOCAL_HANDLER_INGEST=f"{slow_handler}:handler.lambda_handler")
+    child, handler_pid = start_and_wait_for_handler(
+        env, slow_handler, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    child.kill()
+    child.wait()
+    for path in contexts_dir.rglob("*.json"):
+        json.loads(path.read_text())
+    assert "unfinished" in tasks(contexts_dir, "context", "list").stdout
+    rerun = tasks(contexts_dir, "local-e2e", "--client-id", "lai_weekly_v1")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "passed" in tasks(contexts_dir, "context", "list").stdout
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(handler_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the handler outlived the killed runtime")
