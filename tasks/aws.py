@@ -1,4 +1,4 @@
-"""The boto3 facade: clients from profile/region/endpoint, Invoke as an Invocation, the S3 calls we need.
+"""The boto3 facade: clients from profile/region/endpoints, Invoke as an Invocation, error mapping.
 
 boto and botocore errors become our errors here (with their cause kept), so callers see one hierarchy.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -26,27 +26,32 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ProfileNotFound,
     ReadTimeoutError,
+    SSOTokenLoadError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
 )
 
-from tasks.errors import EnvironmentProblem, OutcomeUnknown, ToolkitError
+from tasks.errors import EnvironmentProblem, OutcomeUnknown, StepFailed, ToolkitError
 from tasks.lambda_log import decode_log_tail
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_s3 import S3Client
 
 INVOKE_MARGIN_S = 30
-NOT_FOUND = {"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "404", "NotFound"}
-DENIED = {
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnauthorizedOperation",
+INVOKE_ATTEMPTS = 4
+NOT_FOUND = {"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "404", "NotFound", "NoSuchVersion"}
+DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError", "403"}
+BAD_CREDENTIALS = {
     "InvalidClientTokenId",
     "ExpiredToken",
     "ExpiredTokenException",
     "UnrecognizedClientException",
     "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
 }
+THROTTLED = {"TooManyRequestsException", "ThrottlingException", "Throttling", "SlowDown"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Invocation:
     log_tail: str
     request_id: str | None
     executed_version: str | None
+    attempts: int = 1
 
 
 def _isolated_session(region: str) -> boto3.session.Session:
@@ -73,23 +79,23 @@ def _isolated_session(region: str) -> boto3.session.Session:
         }
     )
     return boto3.session.Session(
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        aws_session_token=None,
-        region_name=region,
-        botocore_session=core,
+        aws_access_key_id="local", aws_secret_access_key="local", region_name=region, botocore_session=core
     )
 
 
 class ClientFactory:
-    """Builds boto3 clients for one account/region/endpoint. A given endpoint is used as is, for every service."""
+    """Builds boto3 clients for one account and region; endpoints maps a service (or '*') to a custom endpoint."""
 
     def __init__(
-        self, region: str, profile: str | None = None, endpoint: str | None = None, local_credentials: bool = False
+        self,
+        region: str,
+        profile: str | None = None,
+        endpoints: Mapping[str, str] | None = None,
+        local_credentials: bool = False,
     ) -> None:
         self.region = region
         self.profile = profile
-        self.endpoint = endpoint
+        self.endpoints = dict(endpoints or {})
         try:
             if local_credentials:
                 self.session = _isolated_session(region)
@@ -98,37 +104,58 @@ class ClientFactory:
         except ProfileNotFound as err:
             raise EnvironmentProblem(
                 f"AWS profile {profile!r} not found: run `aws configure sso --profile {profile}` "
-                "or set AWS_PROFILE to one in ~/.aws/config"
+                "or set AWS_PROFILE to a profile of ~/.aws/config"
             ) from err
 
+    @classmethod
+    def local(cls, region: str, endpoint: str) -> ClientFactory:
+        """Clients for the embedded AWS at endpoint, isolated from the user's AWS settings."""
+        return cls(region, endpoints={"*": endpoint}, local_credentials=True)
+
+    def _endpoint(self, service: str) -> str | None:
+        return self.endpoints.get(service) or self.endpoints.get("*")
+
     def s3(self) -> S3Client:
-        return self.session.client(
-            "s3", endpoint_url=self.endpoint, config=Config(retries={"mode": "standard", "max_attempts": 3})
-        )
+        config = Config(retries={"mode": "standard", "max_attempts": 3})
+        return self.session.client("s3", endpoint_url=self._endpoint("s3"), config=config)
+
+    def logs(self) -> CloudWatchLogsClient:
+        return self.session.client("logs", endpoint_url=self._endpoint("logs"))
 
     def lambda_(self, read_timeout: float = 60) -> LambdaClient:
         """A Lambda client that waits read_timeout for an answer and never retries an invoke by itself."""
         config = Config(
             read_timeout=read_timeout, connect_timeout=10, tcp_keepalive=True, retries={"total_max_attempts": 1}
         )
-        return self.session.client("lambda", endpoint_url=self.endpoint, config=config)
+        return self.session.client("lambda", endpoint_url=self._endpoint("lambda"), config=config)
+
+
+def _code(err: ClientError) -> tuple[str, str, int]:
+    error = err.response.get("Error", {})
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return str(error.get("Code", "")), str(error.get("Message", "")), int(status or 0)
 
 
 def describe_error(err: Exception, action: str, resource: str) -> ToolkitError:
     """Map a boto error raised by action on resource to one of our errors, with a line that says what to do."""
     if isinstance(err, (NoCredentialsError, PartialCredentialsError)):
         return EnvironmentProblem(f"no AWS credentials for {action}: run `aws sso login` or set AWS_PROFILE")
+    if isinstance(err, (SSOTokenLoadError, UnauthorizedSSOTokenError, TokenRetrievalError)):
+        return EnvironmentProblem(f"your AWS SSO session has expired ({action}): run `aws sso login`")
     if isinstance(err, EndpointConnectionError):
         return EnvironmentProblem(
             f"cannot reach the endpoint for {action} on {resource}: check the network or endpoint"
         )
     if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "")
-        message = err.response.get("Error", {}).get("Message", "")
+        code, message, status = _code(err)
         if code in NOT_FOUND:
             return EnvironmentProblem(f"{resource} not found ({action}): check the env and that it is deployed")
-        if code in DENIED:
-            return EnvironmentProblem(f"access denied: {action} on {resource} ({code}); check your role's permissions")
+        if code in BAD_CREDENTIALS:
+            return EnvironmentProblem(
+                f"AWS rejected the credentials ({code}): run `aws sso login` or check AWS_PROFILE"
+            )
+        if code in DENIED or status == 403:
+            return EnvironmentProblem(f"access denied: {action} on {resource} ({code}); ask for that permission")
         return EnvironmentProblem(f"{action} on {resource} failed: {code} {message}".strip())
     return EnvironmentProblem(f"{action} on {resource} failed: {err}")
 
@@ -148,24 +175,48 @@ def function_configuration(client: LambdaClient, name: str) -> dict[str, Any]:
         return dict(client.get_function_configuration(FunctionName=name))
 
 
-def invoke(client: LambdaClient, name: str, event: dict[str, Any]) -> Invocation:
-    """Invoke name once, synchronously, with the log tail. A request sent but unanswered is OutcomeUnknown."""
-    sent = time.time()
-    try:
-        answer = client.invoke(
-            FunctionName=name,
-            InvocationType="RequestResponse",
-            LogType="Tail",
-            Payload=json.dumps(event).encode("utf-8"),
-        )
-    except (ReadTimeoutError, ConnectionClosedError) as err:
-        window = f"{datetime.fromtimestamp(sent).astimezone().isoformat(timespec='seconds')} to now"
-        raise OutcomeUnknown(
-            f"no answer from {name} ({type(err).__name__}); it may have run ({window}): "
-            f"aws logs tail /aws/lambda/{name} --since 1h"
-        ) from err
-    except (BotoCoreError, ClientError) as err:
-        raise describe_error(err, "lambda:InvokeFunction", f"function {name}") from err
+def _did_not_run(err: Exception) -> bool:
+    """Whether an Invoke error proves the function did not run: throttled, a modeled 5xx, or no connection made."""
+    if isinstance(err, EndpointConnectionError):
+        return True
+    if isinstance(err, ClientError):
+        code, _, status = _code(err)
+        return code in THROTTLED or status == 429 or status >= 500
+    return False
+
+
+def invoke(
+    client: LambdaClient, name: str, event: dict[str, Any], sleep: Callable[[float], None] = time.sleep
+) -> Invocation:
+    """Invoke name synchronously with the log tail.
+
+    Retried with backoff only when the function provably did not run; a request sent but unanswered is
+    OutcomeUnknown and is never sent again.
+    """
+    for attempt in range(1, INVOKE_ATTEMPTS + 1):
+        sent = datetime.now(timezone.utc)
+        try:
+            answer = client.invoke(
+                FunctionName=name, InvocationType="RequestResponse", LogType="Tail", Payload=json.dumps(event).encode()
+            )
+            break
+        except (ReadTimeoutError, ConnectionClosedError) as err:
+            since = sent.strftime("%Y-%m-%dT%H:%M:%SZ")
+            raise OutcomeUnknown(
+                f"no answer from {name} ({type(err).__name__}) for a request sent at {since}; it may have run: "
+                f"aws logs tail /aws/lambda/{name} --since {since} --format short"
+            ) from err
+        except (BotoCoreError, ClientError) as err:
+            if not _did_not_run(err):
+                raise describe_error(err, "lambda:InvokeFunction", f"function {name}") from err
+            if attempt == INVOKE_ATTEMPTS and isinstance(err, EndpointConnectionError):
+                raise describe_error(err, "lambda:InvokeFunction", f"function {name}") from err
+            if attempt == INVOKE_ATTEMPTS:
+                reason = _code(err)[0] if isinstance(err, ClientError) else type(err).__name__
+                raise StepFailed(
+                    f"{name} was not run after {attempt} attempts ({reason}): retry later or raise its concurrency"
+                ) from err
+            sleep(2 ** (attempt - 1))
     raw = answer["Payload"].read()
     try:
         payload: Any = json.loads(raw) if raw else None
@@ -179,4 +230,5 @@ def invoke(client: LambdaClient, name: str, event: dict[str, Any]) -> Invocation
         log_tail=decode_log_tail(answer.get("LogResult")),
         request_id=answer.get("ResponseMetadata", {}).get("RequestId"),
         executed_version=answer.get("ExecutedVersion"),
+        attempts=attempt,
     )

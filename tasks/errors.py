@@ -53,6 +53,12 @@ class StepFailed(ToolkitError):
     exit_code = EXIT_FAILED
 
 
+class Conflict(ToolkitError):
+    """Something changed under us (a concurrent write): nothing was overwritten."""
+
+    exit_code = EXIT_FAILED
+
+
 class OutcomeUnknown(ToolkitError):
     """The request was sent but no answer came back: the function may have run."""
 

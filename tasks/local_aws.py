@@ -21,6 +21,7 @@ from urllib.parse import unquote
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from tasks.aws import aws_errors
 from tasks.errors import EnvironmentProblem
 from tasks.local_lambda import LocalLambdaRuntime
 from tasks.settings import Settings
@@ -178,6 +179,14 @@ def create_buckets(s3: S3Client, buckets: Iterable[str], region: str) -> None:
             s3.create_bucket(Bucket=bucket, **location)
         except s3.exceptions.BucketAlreadyOwnedByYou:
             pass
+
+
+def seed(s3: S3Client, settings: Settings, env: str) -> None:
+    """Create env's three buckets and upload the sample pipeline's canonical files to its config bucket."""
+    with aws_errors("seed the embedded S3", f"env {env}"):
+        buckets = [settings.config_bucket(env), settings.data_bucket(env), settings.newsletters_bucket(env)]
+        create_buckets(s3, buckets, settings.region)
+        upload_canonical(s3, settings.local_canonical_dir, settings.config_bucket(env))
 
 
 def upload_canonical(s3: S3Client, folder: Path, bucket: str) -> int:

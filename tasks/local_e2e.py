@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from tasks import aws, verify
 from tasks.contexts import Context, ContextStore
-from tasks.errors import EXIT_INTERRUPTED, ToolkitError
-from tasks.files import run_lock
-from tasks.local_aws import EmbeddedAws, create_buckets, upload_canonical
-from tasks.runs import RunRecorder, new_run_id
+from tasks.local_aws import EmbeddedAws, seed
+from tasks.runs import RunRecorder, new_record, recorded_run
 from tasks.settings import STEPS, Settings
-from tasks.workflow import Runner, RunRecord, StepResult
+from tasks.workflow import RunRecord, Runner, StepResult
 
 TARGET = "embedded AWS (moto S3 + local Lambda runtime)"
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)
 
 
 def default_purpose(now: datetime) -> str:
@@ -27,7 +25,7 @@ def default_purpose(now: datetime) -> str:
 
 
 class LocalE2E:
-    """Runs the whole workflow on this machine for one context. Reports progress through the given callbacks."""
+    """Runs the whole workflow on this machine for one context. Reports progress through on_step_end."""
 
     def __init__(
         self,
@@ -50,79 +48,31 @@ class LocalE2E:
 
     def run(self, context: Context) -> RunRecord:
         """Run the workflow for context under its run lock; the run is recorded whatever happens."""
-        with run_lock(context.path / ".run.lock", f"context {context.client_id}"):
-            config = context.config_path.read_bytes()
-            started = self.clock()
-            record = RunRecord(
-                run_id=new_run_id(started, "local"),
-                client_id=context.client_id,
-                env="local",
-                target=TARGET,
-                endpoint=None,
-                status="running",
-                started_at=started.isoformat(),
-                finished_at=None,
-                config_sha256=context.config_sha256,
-                event={"client_id": context.client_id},
-            )
-            recorder = RunRecorder(self.store, context, record)
-            recorder.start(record)
-            try:
-                record = self._run(record, config, recorder)
-            except KeyboardInterrupt:
-                record = replace(
-                    record,
-                    status="interrupted",
-                    finished_at=self.clock().isoformat(),
-                    error="interrupted",
-                    exit_code=EXIT_INTERRUPTED,
-                )
-                raise
-            except ToolkitError as err:
-                record = replace(
-                    record,
-                    status="failed",
-                    finished_at=self.clock().isoformat(),
-                    error=str(err),
-                    exit_code=err.exit_code,
-                )
-            finally:
-                recorder.finish(record)
-            return record
+        record = new_record(context, "local", TARGET, None, {"client_id": context.client_id}, self.clock())
+        return recorded_run(self.store, context, record, self._run, self.clock)
 
-    def _run(self, record: RunRecord, config: bytes, recorder: RunRecorder) -> RunRecord:
+    def _run(self, record: RunRecord, recorder: RunRecorder) -> RunRecord:
         settings = self.settings
+        config = recorder.context.config_path.read_bytes()
         with EmbeddedAws(settings).running() as endpoint:
             record = replace(record, endpoint=endpoint)
-            factory = aws.ClientFactory(settings.region, endpoint=endpoint, local_credentials=True)
+            factory = aws.ClientFactory.local(settings.region, endpoint)
             s3 = factory.s3()
-            with aws.aws_errors("seed the embedded S3", endpoint):
-                create_buckets(
-                    s3,
-                    [settings.config_bucket(), settings.data_bucket(), settings.newsletters_bucket()],
-                    settings.region,
-                )
-                upload_canonical(s3, settings.local_canonical_dir, settings.config_bucket())
+            seed(s3, settings, "local")
+            with aws.aws_errors("s3:PutObject", "the embedded S3"):
                 s3.put_object(Bucket=settings.config_bucket(), Key=settings.config_key(record.client_id), Body=config)
             functions = {step: settings.function_name(step) for step in STEPS}
             lambda_client = factory.lambda_(read_timeout=settings.local_lambda_timeout + aws.INVOKE_MARGIN_S)
             record = replace(
                 record,
                 functions={
-                    step: _tested_version(aws.function_configuration(lambda_client, name))
+                    step: tested_version(aws.function_configuration(lambda_client, name))
                     for step, name in functions.items()
                 },
             )
-
-            def check(result: StepResult, step_started: datetime) -> list[verify.OutputCheck]:
-                wanted = verify.expected_outputs(
-                    settings, "local", record.client_id, result, step_started, self.clock()
-                )
-                return [verify.check_output(s3, result.step, uris, step_started) for uris in wanted]
-
             runner = Runner(
                 invoke=lambda step, name, event: aws.invoke(lambda_client, name, event),
-                verify=check,
+                verify=verify.verifier(s3, settings, "local", record.client_id, self.clock),
                 clock=self.clock,
                 on_step_end=lambda index, result: self.on_step_end(index, len(STEPS), result),
             )
@@ -132,6 +82,6 @@ class LocalE2E:
         return record
 
 
-def _tested_version(configuration: dict) -> dict:
+def tested_version(configuration: dict) -> dict:
     """What was tested: the code's digest, version and modification time."""
     return {key: configuration.get(key) for key in ("CodeSha256", "Version", "LastModified", "Timeout", "MemorySize")}

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tasks.contexts import Context, ContextStore
-from tasks.files import write_atomic, write_json
+from tasks.errors import EXIT_INTERRUPTED, ToolkitError
+from tasks.files import run_lock, write_atomic, write_json
 from tasks.report import render_markdown
 from tasks.workflow import RunRecord
 
@@ -85,3 +87,53 @@ class RunRecorder:
                 document.setdefault("envs", {}).setdefault(record.env, {})["last_run"] = summary
 
         self.store.update(self.context.client_id, change)
+
+
+def new_record(
+    context: Context, env: str, target: str, endpoint: str | None, event: dict[str, Any], now: datetime, **extra: Any
+) -> RunRecord:
+    """The record of a run that is starting."""
+    return RunRecord(
+        run_id=new_run_id(now, env),
+        client_id=context.client_id,
+        env=env,
+        target=target,
+        endpoint=endpoint,
+        status="running",
+        started_at=now.isoformat(),
+        finished_at=None,
+        config_sha256=context.config_sha256,
+        event=event,
+        **extra,
+    )
+
+
+def recorded_run(
+    store: ContextStore,
+    context: Context,
+    record: RunRecord,
+    body: Callable[[RunRecord, RunRecorder], RunRecord],
+    clock: Callable[[], datetime],
+) -> RunRecord:
+    """Run body under the context's run lock; the run is recorded at start and at the end, whatever happens."""
+    with run_lock(context.path / ".run.lock", f"context {context.client_id}"):
+        recorder = RunRecorder(store, context, record)
+        recorder.start(record)
+        try:
+            record = body(record, recorder)
+        except KeyboardInterrupt:
+            record = replace(
+                record,
+                status="interrupted",
+                finished_at=clock().isoformat(),
+                error="interrupted",
+                exit_code=EXIT_INTERRUPTED,
+            )
+            raise
+        except ToolkitError as err:
+            record = replace(
+                record, status="failed", finished_at=clock().isoformat(), error=str(err), exit_code=err.exit_code
+            )
+        finally:
+            recorder.finish(record)
+        return record

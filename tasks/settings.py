@@ -18,6 +18,8 @@ from tasks.errors import ConfigError, UsageError
 ENVS = ("local", "dev", "stage", "prod")
 STEPS = ("ingest", "normalize-score", "newsletter")
 DEFAULT_PROFILE = "rag-lai-prod"
+# boto3 service name -> the suffix of its AWS_ENDPOINT_URL_<SERVICE> variable.
+SERVICES = {"s3": "S3", "lambda": "LAMBDA", "logs": "CLOUDWATCH_LOGS"}
 
 # Every variable the toolkit reads, with its default. .env.example documents each one.
 DEFAULTS: dict[str, str] = {
@@ -31,6 +33,15 @@ DEFAULTS: dict[str, str] = {
     "NEWSLETTERS_BUCKET_TEMPLATE": "vectora-inbox-newsletters-{env}",
     "CONFIG_KEY_TEMPLATE": "clients/{client_id}.yaml",
     "LAMBDA_READ_TIMEOUT": "910",
+    "E2E_TIMEOUT": "2700",
+    "PROGRESS_INTERVAL": "30",
+    "CONFIRM_PROD": "",
+    "ALLOCATION_ENVS": "",
+    "AWS_ENDPOINT_URL": "",
+    "AWS_ENDPOINT_URL_S3": "",
+    "AWS_ENDPOINT_URL_LAMBDA": "",
+    "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": "",
+    "LOCAL_AWS_PORT": "0",
     "LOCAL_LAMBDA_TIMEOUT": "120",
     "LOCAL_LAMBDA_MEMORY": "512",
     "LOCAL_HANDLER_INGEST": "lambdas/ingest:handler.lambda_handler",
@@ -65,6 +76,12 @@ class Settings:
     newsletters_bucket_template: str
     config_key_template: str
     lambda_read_timeout: float
+    e2e_timeout: float
+    progress_interval: float
+    confirm_prod: bool
+    allocation_envs: tuple[str, ...]
+    endpoints: Mapping[str, str]
+    local_aws_port: int
     local_lambda_timeout: float
     local_lambda_memory_mb: int
     local_handlers: Mapping[str, HandlerSpec]
@@ -85,6 +102,15 @@ class Settings:
 
     def config_key(self, client_id: str) -> str:
         return self.config_key_template.format(client_id=client_id)
+
+    def endpoint(self, service: str) -> str | None:
+        """The custom endpoint for a boto3 service (AWS_ENDPOINT_URL_<SERVICE>, else AWS_ENDPOINT_URL), or None."""
+        return self.endpoints.get(service) or self.endpoints.get("*") or None
+
+    @property
+    def custom_endpoint(self) -> str | None:
+        """A custom endpoint in use, if any: such a run is never a pass on the real env."""
+        return next((self.endpoint(s) for s in SERVICES if self.endpoint(s)), None)
 
 
 def validate_env(env: str) -> str:
@@ -130,6 +156,10 @@ def handler_variable(step: str) -> str:
     return "LOCAL_HANDLER_" + step.upper().replace("-", "_")
 
 
+def _port_error(merged: Mapping[str, str]) -> int:
+    raise ConfigError(f"LOCAL_AWS_PORT={merged['LOCAL_AWS_PORT']!r}: expected a port number (0 picks a free one)")
+
+
 def _profile(chosen: str, environ: Mapping[str, str]) -> str | None:
     """The flag or AWS_PROFILE, else none when the environment carries keys (CI, OIDC), else the team default."""
     if chosen:
@@ -168,6 +198,17 @@ def load_settings(
         newsletters_bucket_template=merged["NEWSLETTERS_BUCKET_TEMPLATE"],
         config_key_template=merged["CONFIG_KEY_TEMPLATE"],
         lambda_read_timeout=_number("LAMBDA_READ_TIMEOUT", merged["LAMBDA_READ_TIMEOUT"]),
+        e2e_timeout=_number("E2E_TIMEOUT", merged["E2E_TIMEOUT"]),
+        progress_interval=_number("PROGRESS_INTERVAL", merged["PROGRESS_INTERVAL"]),
+        confirm_prod=merged["CONFIRM_PROD"].lower() in ("1", "true", "yes"),
+        allocation_envs=tuple(validate_env(e.strip()) for e in merged["ALLOCATION_ENVS"].split(",") if e.strip()),
+        endpoints={
+            service: merged[variable]
+            for service, variable in [("*", "AWS_ENDPOINT_URL")]
+            + [(s, f"AWS_ENDPOINT_URL_{suffix}") for s, suffix in SERVICES.items()]
+            if merged[variable]
+        },
+        local_aws_port=int(merged["LOCAL_AWS_PORT"]) if merged["LOCAL_AWS_PORT"].isdigit() else _port_error(merged),
         local_lambda_timeout=_number("LOCAL_LAMBDA_TIMEOUT", merged["LOCAL_LAMBDA_TIMEOUT"]),
         local_lambda_memory_mb=int(_number("LOCAL_LAMBDA_MEMORY", merged["LOCAL_LAMBDA_MEMORY"])),
         local_handlers=handlers,

@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.aws import describe_error
 from tasks.settings import Settings
-from tasks.workflow import OutputCheck, StepResult
+from tasks.workflow import OutputCheck, StepResult, Verifier
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,6 +81,16 @@ def check_output(s3: S3Client, step: str, candidates: list[str], not_before: dat
             )
         return OutputCheck(step, uri, size, True, modified.isoformat())
     return OutputCheck(step, candidates[0], None, False, error=f"{' or '.join(candidates)} not found")
+
+
+def verifier(s3: S3Client, settings: Settings, env: str, client_id: str, clock: Callable[[], datetime]) -> Verifier:
+    """The runner's output check for env: each output of a step, written since the step started."""
+
+    def check(result: StepResult, started: datetime) -> list[OutputCheck]:
+        wanted = expected_outputs(settings, env, client_id, result, started, clock())
+        return [check_output(s3, result.step, uris, started) for uris in wanted]
+
+    return check
 
 
 def download(s3: S3Client, checks: list[OutputCheck], folder: Path) -> list[Path]:

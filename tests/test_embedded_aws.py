@@ -19,7 +19,7 @@ from tests.conftest import settings_for
 
 
 def clients(settings: Settings, endpoint: str, read_timeout: float = 30) -> tuple:
-    factory = aws.ClientFactory(settings.region, endpoint=endpoint, local_credentials=True)
+    factory = aws.ClientFactory.local(settings.region, endpoint)
     return factory.s3(), factory.lambda_(read_timeout=read_timeout)
 
 

@@ -1,0 +1,178 @@
+"""Put a client config in an env's config bucket safely: plan (diff, idempotence, ownership), apply, roll back.
+
+apply never overwrites what it did not diff against (a conditional put) and always keeps what it replaces:
+the previous VersionId when the bucket is versioned, else a backup file in the context folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from tasks.aws import aws_errors
+from tasks.client_config import sha256
+from tasks.errors import Conflict, UsageError
+from tasks.files import write_atomic
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+WRITER_METADATA = "vectora-e2e-client-id"
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """What the key holds now (exists False when there is nothing)."""
+
+    exists: bool
+    body: bytes = b""
+    etag: str | None = None
+    version_id: str | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return sha256(self.body) if self.exists else None
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """What an upload would do, worked out with reads only."""
+
+    bucket: str
+    key: str
+    local: bytes
+    remote: RemoteObject
+    versioned: bool
+    owned: bool
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def local_sha256(self) -> str:
+        return sha256(self.local)
+
+    @property
+    def action(self) -> str:
+        if not self.remote.exists:
+            return "create"
+        return "unchanged" if self.remote.sha256 == self.local_sha256 else "update"
+
+    def diff(self) -> str:
+        """A unified diff from what is there to what would be uploaded ('' when identical)."""
+        before = self.remote.body.decode("utf-8", "replace").splitlines(keepends=True)
+        after = self.local.decode("utf-8", "replace").splitlines(keepends=True)
+        label = self.uri if self.remote.exists else "/dev/null"
+        return "".join(difflib.unified_diff(before, after, fromfile=label, tofile=self.uri))
+
+
+def _missing(err: ClientError) -> bool:
+    return err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
+
+
+def read_remote(s3: S3Client, bucket: str, key: str) -> RemoteObject:
+    """The object at bucket/key, or RemoteObject(False) when the key is absent. A missing bucket is an error."""
+    with aws_errors("s3:GetObject", f"s3://{bucket}/{key}"):
+        try:
+            answer = s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            if _missing(err):
+                return RemoteObject(False)
+            raise
+        return RemoteObject(True, answer["Body"].read(), answer["ETag"], answer.get("VersionId"))
+
+
+def plan_upload(s3: S3Client, bucket: str, key: str, local: bytes, written: set[str]) -> UploadPlan:
+    """Plan putting local at bucket/key; written holds the SHA-256 of every config this context wrote there."""
+    remote = read_remote(s3, bucket, key)
+    with aws_errors("s3:GetBucketVersioning", f"s3://{bucket}"):
+        versioned = s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled"
+    owned = not remote.exists or remote.sha256 in written
+    return UploadPlan(bucket, key, local, remote, versioned, owned)
+
+
+def apply_upload(s3: S3Client, plan: UploadPlan, client_id: str, backups: Path, now: datetime) -> dict[str, Any]:
+    """Carry out plan; return the record of what was done (and of what was replaced, to roll back to)."""
+    record: dict[str, Any] = {
+        "at": now.isoformat(),
+        "uri": plan.uri,
+        "sha256": plan.local_sha256,
+        "action": plan.action,
+        "version_id": plan.remote.version_id if plan.action == "unchanged" else None,
+        "replaced": None,
+    }
+    if plan.action == "unchanged":
+        return record
+    if not plan.owned:
+        raise UsageError(
+            f"{plan.uri} holds a config this context did not write (sha256 {plan.remote.sha256[:12]}...): "
+            "refusing to overwrite it; create a new context instead"
+        )
+    if plan.remote.exists:
+        replaced: dict[str, Any] = {"sha256": plan.remote.sha256, "version_id": None, "backup": None}
+        if plan.versioned and plan.remote.version_id:
+            replaced["version_id"] = plan.remote.version_id
+        else:
+            backups.mkdir(parents=True, exist_ok=True)
+            backup = backups / f"{now:%Y%m%dT%H%M%SZ}-{plan.key.rsplit('/', 1)[-1]}"
+            write_atomic(backup, plan.remote.body)
+            replaced["backup"] = str(backup)
+        record["replaced"] = replaced
+    condition = {"IfMatch": plan.remote.etag} if plan.remote.exists else {"IfNoneMatch": "*"}
+    answer = _conditional_put(s3, plan.bucket, plan.key, plan.local, client_id, condition)
+    record["version_id"] = answer.get("VersionId")
+    return record
+
+
+def _conditional_put(
+    s3: S3Client, bucket: str, key: str, body: bytes, client_id: str, condition: dict[str, str]
+) -> dict[str, Any]:
+    uri = f"s3://{bucket}/{key}"
+    with aws_errors("s3:PutObject", uri):
+        try:
+            return dict(
+                s3.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType="application/x-yaml",
+                    Metadata={WRITER_METADATA: client_id},
+                    **condition,
+                )
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise Conflict(
+                    f"{uri} changed while we were writing it (a concurrent change): nothing was overwritten; "
+                    "run again to see the new diff"
+                ) from err
+            raise
+
+
+def rollback(s3: S3Client, upload: dict[str, Any], client_id: str) -> dict[str, Any]:
+    """Put back what upload replaced (or delete the key when it replaced nothing), if the key still holds upload."""
+    bucket, _, key = upload["uri"].removeprefix("s3://").partition("/")
+    current = read_remote(s3, bucket, key)
+    if current.sha256 != upload["sha256"]:
+        raise Conflict(
+            f"{upload['uri']} no longer holds the config that was uploaded (sha256 {upload['sha256'][:12]}...): "
+            "someone changed it since; nothing rolled back"
+        )
+    replaced = upload.get("replaced")
+    if replaced is None:
+        with aws_errors("s3:DeleteObject", upload["uri"]):
+            s3.delete_object(Bucket=bucket, Key=key)
+        return {"restored": None}
+    if replaced.get("version_id"):
+        with aws_errors("s3:GetObjectVersion", upload["uri"]):
+            body = s3.get_object(Bucket=bucket, Key=key, VersionId=replaced["version_id"])["Body"].read()
+    else:
+        body = Path(replaced["backup"]).read_bytes()
+    answer = _conditional_put(s3, bucket, key, body, client_id, {"IfMatch": current.etag or "*"})
+    return {"restored": sha256(body), "version_id": answer.get("VersionId")}
