@@ -7,7 +7,13 @@ VENV := .venv
 NOX := $(VENV)/bin/python -m nox --non-interactive -f noxfile.py
 TEMPLATE ?= lai_weekly
 # Free text reaches recipes through the environment only ("$$PURPOSE"), never spliced into a command line.
-export PURPOSE CLIENT_ID TEMPLATE
+export PURPOSE CLIENT_ID TEMPLATE PAYLOAD FROM CONFIRM_PROD
+# ENV counts only when given on the command line (the shell's own ENV means something else): it becomes VECTORA_ENV.
+ifeq ($(origin ENV),command line)
+export VECTORA_ENV := $(ENV)
+endif
+FLAG_CLIENT = $(if $(CLIENT_ID),--client-id "$$CLIENT_ID")
+FLAG_DRY_RUN = $(if $(DRY_RUN),--dry-run)
 export UV_COMPILE_BYTECODE := 1
 
 # The environment: one .venv with nox, the toolkit's dependencies and the test tools, rebuilt when pyproject.toml changes.
@@ -26,6 +32,29 @@ venv: $(VENV)/.installed
 .PHONY: local-e2e  ## create a context (or rerun CLIENT_ID=...) and run the whole workflow on the embedded AWS
 local-e2e: $(VENV)/.installed
 	@$(NOX) -s local_e2e -- $(if $(CLIENT_ID),--client-id "$$CLIENT_ID") --template "$$TEMPLATE" $(if $(PURPOSE),--purpose "$$PURPOSE")
+
+.PHONY: promote  ## upload a context's config to ENV (default dev) and record it: [CLIENT_ID=...] [FORCE=1] [DRY_RUN=1]
+promote: $(VENV)/.installed
+	@$(NOX) -s promote -- $(FLAG_CLIENT) $(if $(FORCE),--force) $(FLAG_DRY_RUN) $(if $(PURPOSE),--purpose "$$PURPOSE")
+
+.PHONY: aws-e2e  ## invoke ENV's three Lambdas for a context: [CLIENT_ID=...] [PAYLOAD='{...}'] [FROM=step] [DRY_RUN=1]
+aws-e2e: $(VENV)/.installed
+	@$(NOX) -s e2e -- $(FLAG_CLIENT) $(if $(PAYLOAD),--payload "$$PAYLOAD") $(if $(FROM),--from "$$FROM") $(FLAG_DRY_RUN)
+
+.PHONY: local-aws  ## serve the embedded AWS (S3 + Lambda, every env's names) on 127.0.0.1 until Ctrl-C: [PORT=...]
+local-aws: $(VENV)/.installed
+	@$(NOX) -s local_aws -- $(if $(PORT),--port "$(PORT)")
+
+##@ Single tasks
+.PHONY: upload-config  ## upload CLIENT_ID's config to ENV's config bucket (diff, backup, conditional put): [DRY_RUN=1]
+upload-config: $(VENV)/.installed
+	@test -n "$(CLIENT_ID)" || { echo "usage: make upload-config CLIENT_ID=lai_weekly_vN [ENV=dev] [DRY_RUN=1]"; echo "exit 2: usage or bad input"; exit 2; }
+	@$(NOX) -s upload_config -- $(FLAG_CLIENT) $(FLAG_DRY_RUN)
+
+.PHONY: rollback  ## restore what CLIENT_ID's last upload to ENV replaced
+rollback: $(VENV)/.installed
+	@test -n "$(CLIENT_ID)" || { echo "usage: make rollback CLIENT_ID=lai_weekly_vN [ENV=dev]"; echo "exit 2: usage or bad input"; exit 2; }
+	@$(NOX) -s rollback -- $(FLAG_CLIENT)
 
 ##@ Contexts
 .PHONY: context  ## create a context alone: [TEMPLATE=lai_weekly] [PURPOSE="..."]; prints its client_id
@@ -47,4 +76,4 @@ lint: $(VENV)/.installed
 
 .PHONY: help  ## list the targets
 help:
-	@awk 'BEGIN {FS = "##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^\.PHONY: .*##/ {split($$1, t, ": "); printf "  %-12s %s\n", t[2], $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = "##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^\.PHONY: .*##/ {split($$1, t, ": "); printf "  %-14s %s\n", t[2], $$2}' $(MAKEFILE_LIST)

@@ -54,6 +54,36 @@ def local_e2e(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def e2e(session: nox.Session) -> None:
+    """Invoke an env's three Lambdas in order for a context: `-- --env stage [--client-id ...]`."""
+    _task(session, "aws-e2e")
+
+
+@nox.session(default=False)
+def promote(session: nox.Session) -> None:
+    """Upload a context's config to an env and record the promotion: `-- --env dev [--client-id ...]`."""
+    _task(session, "promote")
+
+
+@nox.session(default=False)
+def upload_config(session: nox.Session) -> None:
+    """Upload a context's config to an env's config bucket: `-- --client-id ... --env dev [--dry-run]`."""
+    _task(session, "upload-config")
+
+
+@nox.session(default=False)
+def rollback(session: nox.Session) -> None:
+    """Restore what a context's last upload to an env replaced: `-- --client-id ... --env dev`."""
+    _task(session, "rollback")
+
+
+@nox.session(default=False)
+def local_aws(session: nox.Session) -> None:
+    """Serve the embedded AWS (S3 + Lambda) on 127.0.0.1 until Ctrl-C."""
+    _task(session, "local-aws")
+
+
+@nox.session(default=False)
 def context(session: nox.Session) -> None:
     """Manage test contexts: `-- new|list|show ...`."""
     _task(session, "context")

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -194,7 +194,7 @@ def invoke(
     OutcomeUnknown and is never sent again.
     """
     for attempt in range(1, INVOKE_ATTEMPTS + 1):
-        sent = datetime.now(timezone.utc)
+        sent = datetime.now(UTC)
         try:
             answer = client.invoke(
                 FunctionName=name, InvocationType="RequestResponse", LogType="Tail", Payload=json.dumps(event).encode()

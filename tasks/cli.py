@@ -7,17 +7,20 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from tasks.contexts import ContextStore, validate_client_id
-from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, EXIT_USAGE, ToolkitError
-from tasks.settings import load_settings
-from tasks.workflow import StepResult
+from tasks.contexts import Context, ContextStore, validate_client_id
+from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, EXIT_USAGE, ToolkitError, UsageError
+from tasks.files import lock_held
+from tasks.settings import STEPS, Settings, load_settings
+from tasks.workflow import RunRecord, StepResult
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATE = "lai_weekly"
+AWS_ENVS = ("dev", "stage", "prod", "local")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,6 +31,13 @@ class _Parser(argparse.ArgumentParser):
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         print(f"exit {EXIT_USAGE}: {EXIT_MEANINGS[EXIT_USAGE]}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def _env_options(parser: argparse.ArgumentParser, client_required: bool = False) -> None:
+    parser.add_argument("--client-id", required=client_required, default=None, help="the context's client_id")
+    parser.add_argument("--env", default=None, help="dev, stage or prod (or local with a custom endpoint); default dev")
+    parser.add_argument("--profile", default=None, help="AWS profile (default: AWS_PROFILE, else rag-lai-prod)")
+    parser.add_argument("--yes", action="store_true", help="confirm an action on prod (or CONFIRM_PROD=1)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     new = context_commands.add_parser("new", help="create a context from a template; prints its client_id")
     new.add_argument("--template", default=DEFAULT_TEMPLATE, help=f"template name (default {DEFAULT_TEMPLATE})")
     new.add_argument("--purpose", default=None, help="why this context exists (free text)")
-    context_commands.add_parser("list", help="list contexts: client_id, purpose, status, last run")
+    context_commands.add_parser("list", help="list contexts: client_id, status, last run, purpose")
     show = context_commands.add_parser("show", help="print a context's record as JSON")
     show.add_argument("client_id")
 
@@ -52,19 +62,62 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--client-id", default=None, help="rerun this existing context (default: create a new one)")
     local.add_argument("--template", default=DEFAULT_TEMPLATE, help="template of the new context")
     local.add_argument("--purpose", default=None, help="purpose of the new context")
+
+    upload = commands.add_parser("upload-config", help="upload a context's client config to an env's config bucket")
+    _env_options(upload, client_required=True)
+    upload.add_argument("--dry-run", action="store_true", help="show the diff and the plan; write nothing")
+
+    promote = commands.add_parser("promote", help="upload-config + record the promotion (needs a passed local run)")
+    _env_options(promote)
+    promote.add_argument("--force", action="store_true", help="promote without a passed local run (recorded)")
+    promote.add_argument("--purpose", default=None, help="why this promotion (recorded with it)")
+    promote.add_argument("--dry-run", action="store_true", help="show the diff and the plan; write nothing")
+
+    rollback = commands.add_parser("rollback", help="restore the config the context's last upload replaced")
+    _env_options(rollback, client_required=True)
+
+    e2e = commands.add_parser("aws-e2e", help="invoke an env's three Lambdas in order, verify outputs, record")
+    _env_options(e2e)
+    e2e.add_argument("--payload", default=None, help="extra event fields as JSON, e.g. '{\"period_days\": 7}'")
+    e2e.add_argument("--from", dest="start", default=None, metavar="STEP", help=f"start at STEP ({', '.join(STEPS)})")
+    e2e.add_argument("--dry-run", action="store_true", help="print what would be invoked and touched; do nothing")
+
+    local_aws = commands.add_parser("local-aws", help="serve the embedded AWS (S3 + Lambda) until Ctrl-C")
+    local_aws.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default LOCAL_AWS_PORT, 0: any)")
     return parser
 
 
-def _store() -> ContextStore:
-    return ContextStore(load_settings(ROOT).contexts_dir)
+# --- contexts ------------------------------------------------------------------------------------------------------
 
 
-def _context_new(args: argparse.Namespace) -> int:
+def _store(settings: Settings | None = None) -> ContextStore:
+    return ContextStore((settings or load_settings(ROOT)).contexts_dir)
+
+
+def _other_versions(settings: Settings, template: str) -> list[int]:
+    """Versions of template used in the S3 history of the envs named by ALLOCATION_ENVS."""
+    from tasks import config_upload
+
+    found: list[int] = []
+    for env in settings.allocation_envs:
+        s3 = _factory(replace(settings, env=env)).s3()
+        found += config_upload.used_versions(s3, settings.config_bucket(env), settings.config_key_template, template)
+    return found
+
+
+def _create_context(settings: Settings, template: str, purpose: str | None) -> Context:
     from tasks.local_e2e import default_purpose, utc_now
 
     now = utc_now()
-    context = _store().create(args.template, args.purpose or default_purpose(now), now)
-    print(context.client_id)
+    store = _store(settings)
+    store.template_path(template)
+    return store.create(
+        template, purpose or default_purpose(now), now, other_versions=_other_versions(settings, template)
+    )
+
+
+def _context_new(args: argparse.Namespace) -> int:
+    print(_create_context(load_settings(ROOT), args.template, args.purpose).client_id)
     return EXIT_PASSED
 
 
@@ -73,44 +126,39 @@ def _one_line(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _run_text(context: Context, run: dict[str, Any] | None) -> str:
+    if not run:
+        return "-"
+    status = run["status"]
+    if status == "running" and not lock_held(context.path / ".run.lock"):
+        status = "unfinished"
+    where = f"{run['env']}@endpoint" if run.get("endpoint") and run["env"] != "local" else run["env"]
+    return f"{where} {run['run_id']} {status}"
+
+
 def _context_list(args: argparse.Namespace) -> int:
     contexts = _store().list()
     if not contexts:
         print("no contexts yet: `make context` or `make local-e2e` creates one")
         return EXIT_PASSED
-    print(f"{'client_id':<22} {'status':<12} {'last run':<32} purpose")
+    print(f"{'client_id':<22} {'status':<12} {'promoted':<16} {'last run':<42} purpose")
     for context in contexts:
-        last = context.last_run
-        last_text = f"{last['run_id']} {last['status']}" if last else "-"
-        if last and last["status"] == "running" and not _lock_held(context.path / ".run.lock"):
-            last_text = f"{last['run_id']} unfinished"
-        print(f"{context.client_id:<22} {context.status:<12} {last_text:<32} {_one_line(context.purpose, 60)}")
+        promoted = ",".join(env for env, record in sorted(context.envs.items()) if record.get("promotion")) or "-"
+        print(
+            f"{context.client_id:<22} {context.status:<12} {promoted:<16} {_run_text(context, context.last_run):<42} "
+            f"{_one_line(context.purpose, 60)}"
+        )
     return EXIT_PASSED
-
-
-def _lock_held(path: Path) -> bool:
-    """Whether a live process holds the run lock at path."""
-    import fcntl
-
-    if not path.exists():
-        return False
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
 
 
 def _context_show(args: argparse.Namespace) -> int:
     context = _store().load(args.client_id)
-    print(
-        json.dumps(
-            json.loads((context.path / "context.json").read_text(encoding="utf-8")), indent=2, ensure_ascii=False
-        )
-    )
+    document = json.loads((context.path / "context.json").read_text(encoding="utf-8"))
+    print(json.dumps(document, indent=2, ensure_ascii=False))
     return EXIT_PASSED
+
+
+# --- runs ----------------------------------------------------------------------------------------------------------
 
 
 def _print_step(index: int, total: int, result: StepResult) -> None:
@@ -124,16 +172,11 @@ def _print_step(index: int, total: int, result: StepResult) -> None:
         print(f"    {result.error}", flush=True)
 
 
-def _local_e2e(args: argparse.Namespace) -> int:
-    from tasks.local_e2e import LocalE2E
+def _print_progress(step: str, elapsed: float) -> None:
+    print(f"    ... {step} still running ({elapsed:.0f} s)", flush=True)
 
-    settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
-    store = ContextStore(settings.contexts_dir)
-    client_id = validate_client_id(args.client_id) if args.client_id is not None else None
-    flow = LocalE2E(settings, store, on_step_end=_print_step)
-    context = flow.context(client_id, args.template, args.purpose)
-    print(f"context {context.client_id}: running the workflow on the embedded AWS", flush=True)
-    record = flow.run(context)
+
+def _finish_run(context: Context, record: RunRecord) -> int:
     report = context.runs_dir / record.run_id / "report.md"
     print(f"run {record.run_id}: {record.status}")
     print(f"report: {os.path.relpath(report)}")
@@ -142,11 +185,186 @@ def _local_e2e(args: argparse.Namespace) -> int:
     return record.exit_code if record.exit_code is not None else EXIT_PASSED
 
 
+def _local_e2e(args: argparse.Namespace) -> int:
+    from tasks.local_e2e import LocalE2E
+
+    settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
+    flow = LocalE2E(settings, _store(settings), on_step_end=_print_step)
+    if args.client_id is not None:
+        context = _store(settings).load(validate_client_id(args.client_id))
+    else:
+        context = _create_context(settings, args.template, args.purpose)
+    print(f"context {context.client_id}: running the workflow on the embedded AWS", flush=True)
+    return _finish_run(context, flow.run(context))
+
+
+# --- AWS flows -----------------------------------------------------------------------------------------------------
+
+
+def _env_settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(ROOT, {"VECTORA_ENV": args.env, "AWS_PROFILE": args.profile})
+    if settings.env == "local" and not settings.custom_endpoint:
+        raise UsageError(
+            "env local needs the embedded AWS: start `make local-aws` and set the AWS_ENDPOINT_URL it shows"
+        )
+    return settings
+
+
+def _confirm_prod(settings: Settings, yes: bool, what: str) -> None:
+    """Nothing touches prod without --yes, CONFIRM_PROD=1 or a typed confirmation on a terminal."""
+    if settings.env != "prod" or yes or settings.confirm_prod:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what} on prod needs confirmation: add --yes (make: CONFIRM_PROD=1)")
+    answer = input(f"{what} on PROD ({settings.region}). Type 'prod' to go on: ")
+    if answer.strip() != "prod":
+        raise UsageError("not confirmed: nothing was done on prod")
+
+
+def _factory(settings: Settings) -> Any:
+    from tasks import aws
+
+    return aws.ClientFactory(settings.region, settings.profile, settings.endpoints)
+
+
+def _latest(contexts: list[Context], when: Callable[[Context], str | None], what: str) -> Context:
+    dated = [(stamp, c) for c in contexts if (stamp := when(c))]
+    if not dated:
+        raise UsageError(f"no context {what}: give CLIENT_ID=... (`make contexts` lists them)")
+    return max(dated, key=lambda pair: pair[0])[1]
+
+
+def _context_for(settings: Settings, client_id: str | None, default: Callable[[list[Context]], Context]) -> Context:
+    store = _store(settings)
+    return store.load(validate_client_id(client_id)) if client_id is not None else default(store.list())
+
+
+def _clock() -> Any:
+    from tasks.local_e2e import utc_now
+
+    return utc_now
+
+
+def _show_plan(outcome: Any, dry_run: bool) -> None:
+    plan = outcome.plan
+    if plan.action == "update":
+        diff = plan.diff()
+        print(diff, end="" if diff.endswith("\n") else "\n")
+    elif plan.action == "create":
+        print(f"new key: {len(plan.local.splitlines())} lines, sha256 {plan.local_sha256}")
+    keep = "previous version kept (versioned bucket)" if plan.versioned else "previous config backed up locally"
+    done = {"create": "create", "update": f"update ({keep})", "unchanged": "nothing to do: identical content"}
+    print(f"{'plan' if dry_run else 'done'}: {done[plan.action]} {plan.uri}")
+    record = outcome.record
+    if record and record.get("version_id"):
+        print(f"version: {record['version_id']}")
+    if record and (record.get("replaced") or {}).get("backup"):
+        print(f"backup: {os.path.relpath(record['replaced']['backup'])}")
+
+
+def _config_flows(settings: Settings) -> Any:
+    from tasks.promotion import ConfigFlows
+
+    return ConfigFlows(settings, _store(settings), _factory(settings).s3(), _clock())
+
+
+def _upload_config(args: argparse.Namespace) -> int:
+    settings = _env_settings(args)
+    context = _store(settings).load(validate_client_id(args.client_id))
+    if not args.dry_run:
+        _confirm_prod(settings, args.yes, f"upload {context.client_id}'s config")
+    _show_plan(_config_flows(settings).upload(context, dry_run=args.dry_run), args.dry_run)
+    return EXIT_PASSED
+
+
+def _local_pass_time(context: Context) -> str | None:
+    last = (context.local or {}).get("last_run") or {}
+    return last.get("finished_at") if last.get("status") == "passed" else None
+
+
+def _promote(args: argparse.Namespace) -> int:
+    settings = _env_settings(args)
+    context = _context_for(
+        settings, args.client_id, lambda cs: _latest(cs, _local_pass_time, "with a passed local run")
+    )
+    if not args.dry_run:
+        _confirm_prod(settings, args.yes, f"promote {context.client_id}")
+    print(f"promote {context.client_id} to {settings.env}")
+    outcome = _config_flows(settings).promote(context, force=args.force, dry_run=args.dry_run, purpose=args.purpose)
+    _show_plan(outcome, args.dry_run)
+    return EXIT_PASSED
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    settings = _env_settings(args)
+    context = _store(settings).load(validate_client_id(args.client_id))
+    _confirm_prod(settings, args.yes, f"roll back {context.client_id}'s config")
+    result = _config_flows(settings).rollback(context)
+    restored = (
+        "removed the key (it did not exist before)" if result["restored"] is None else "restored the previous config"
+    )
+    print(f"rollback {result['uri']}: {restored}")
+    return EXIT_PASSED
+
+
+def _promotion_time(env: str) -> Callable[[Context], str | None]:
+    return lambda c: ((c.envs.get(env) or {}).get("promotion") or {}).get("at")
+
+
+def _aws_e2e(args: argparse.Namespace) -> int:
+    from tasks.aws_e2e import AwsE2E, parse_payload
+
+    settings = _env_settings(args)
+    context = _context_for(
+        settings, args.client_id, lambda cs: _latest(cs, _promotion_time(settings.env), f"promoted to {settings.env}")
+    )
+    flow = AwsE2E(settings, _store(settings), _factory(settings), _clock(), _print_step, _print_progress)
+    plan = flow.plan(context, args.start, parse_payload(args.payload, context.client_id))
+    if args.dry_run:
+        print(json.dumps(plan.__dict__, indent=2))
+        print("dry run: nothing invoked")
+        return EXIT_PASSED
+    _confirm_prod(settings, args.yes, f"run the pipeline for {context.client_id}")
+    print(f"context {context.client_id}: running the workflow on {flow.target()}", flush=True)
+    return _finish_run(context, flow.run(context, plan))
+
+
+def _local_aws(args: argparse.Namespace) -> int:
+    import signal
+
+    from tasks import aws
+    from tasks.local_aws import EmbeddedAws, seed
+
+    settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
+    server = EmbeddedAws(settings, settings.local_aws_port if args.port is None else args.port)
+    endpoint = server.start()
+    try:
+        s3 = aws.ClientFactory.local(settings.region, endpoint).s3()
+        for env in AWS_ENVS:
+            seed(s3, settings, env)
+            s3.put_bucket_versioning(Bucket=settings.config_bucket(env), VersioningConfiguration={"Status": "Enabled"})
+        print(f"embedded AWS on {endpoint}: S3 and Lambda for {', '.join(AWS_ENVS)}; Ctrl-C stops it", flush=True)
+        print("in another terminal:")
+        print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
+        print("  make promote ENV=dev && make aws-e2e ENV=dev", flush=True)
+        signal.pause()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.stop()
+    return EXIT_PASSED
+
+
 COMMANDS = {
     ("context", "new"): _context_new,
     ("context", "list"): _context_list,
     ("context", "show"): _context_show,
     ("local-e2e", None): _local_e2e,
+    ("upload-config", None): _upload_config,
+    ("promote", None): _promote,
+    ("rollback", None): _rollback,
+    ("aws-e2e", None): _aws_e2e,
+    ("local-aws", None): _local_aws,
 }
 
 

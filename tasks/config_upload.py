@@ -7,6 +7,7 @@ the previous VersionId when the bucket is versioned, else a backup file in the c
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -176,3 +177,17 @@ def rollback(s3: S3Client, upload: dict[str, Any], client_id: str) -> dict[str, 
         body = Path(replaced["backup"]).read_bytes()
     answer = _conditional_put(s3, bucket, key, body, client_id, {"IfMatch": current.etag or "*"})
     return {"restored": sha256(body), "version_id": answer.get("VersionId")}
+
+
+def used_versions(s3: S3Client, bucket: str, key_template: str, template: str) -> list[int]:
+    """Versions of template ever stored under the config key prefix, deleted ones included (all object versions)."""
+    prefix, _, suffix = key_template.partition("{client_id}")
+    pattern = re.compile(rf"^{re.escape(prefix)}{re.escape(template)}_v([1-9][0-9]*){re.escape(suffix)}$")
+    found = set()
+    with aws_errors("s3:ListBucketVersions", f"s3://{bucket}/{prefix}"):
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=f"{prefix}{template}_v"):
+            for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                match = pattern.match(entry["Key"])
+                if match:
+                    found.add(int(match[1]))
+    return sorted(found)

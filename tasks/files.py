@@ -68,3 +68,16 @@ def run_lock(path: Path, what: str) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def lock_held(path: Path) -> bool:
+    """Whether a live process holds the lock at path (a lock dies with its process, even after kill -9)."""
+    if not path.exists():
+        return False
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tasks import aws, verify
 from tasks.contexts import Context, ContextStore
 from tasks.local_aws import EmbeddedAws, seed
 from tasks.runs import RunRecorder, new_record, recorded_run
 from tasks.settings import STEPS, Settings
-from tasks.workflow import RunRecord, Runner, StepResult
+from tasks.workflow import Runner, RunRecord, StepResult
 
 TARGET = "embedded AWS (moto S3 + local Lambda runtime)"
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def default_purpose(now: datetime) -> str:

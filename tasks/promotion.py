@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tasks import config_upload
@@ -85,11 +84,13 @@ class ConfigFlows:
         self.store.update(context.client_id, change)
         return UploadOutcome(plan, record)
 
-    def promote(self, context: Context, force: bool = False, dry_run: bool = False) -> UploadOutcome:
+    def promote(
+        self, context: Context, force: bool = False, dry_run: bool = False, purpose: str | None = None
+    ) -> UploadOutcome:
         """Upload and record the promotion; refuse unless the last local run passed with these bytes (or forced)."""
         if not force:
             check_local_pass(context)
-        return self.upload(context, dry_run, promotion={"forced": force})
+        return self.upload(context, dry_run, promotion={"forced": force, "purpose": purpose})
 
     def rollback(self, context: Context) -> dict[str, Any]:
         """Restore what the context's last upload to the env replaced; record it."""

@@ -82,6 +82,7 @@ class RunRecord:
     error: str | None = None
     exit_code: int | None = None
     functions: dict[str, Any] = field(default_factory=dict)
+    resumed_from: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:

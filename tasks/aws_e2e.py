@@ -1,0 +1,251 @@
+"""The AWS E2E flow: invoke an env's three Lambdas in order, safely, verify their outputs, record the run."""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tasks import aws, config_upload, verify
+from tasks.contexts import Context, ContextStore
+from tasks.errors import StepFailed, UsageError
+from tasks.files import read_json, write_atomic
+from tasks.local_e2e import tested_version
+from tasks.runs import RunRecorder, new_record, recorded_run
+from tasks.settings import STEPS, Settings
+from tasks.workflow import OutputCheck, Runner, RunRecord, StepResult
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run would touch: functions, events, buckets and keys. A dry run prints it and does nothing else."""
+
+    client_id: str
+    env: str
+    steps: tuple[str, ...]
+    functions: dict[str, str]
+    event: dict[str, Any]
+    config_uri: str
+    output_prefixes: tuple[str, ...]
+    endpoint: str | None
+    resumed_from: str | None
+
+
+def parse_payload(text: str | None, client_id: str) -> dict[str, Any]:
+    """Extra event fields from --payload (a JSON object); they may not change the client_id."""
+    if not text:
+        return {}
+    try:
+        payload = json.loads(text)
+    except ValueError as err:
+        raise UsageError(f"--payload is not JSON ({err.msg}): give an object, e.g. '{{\"period_days\": 7}}'") from err
+    if not isinstance(payload, dict):
+        raise UsageError("--payload must be a JSON object, e.g. '{\"period_days\": 7}'")
+    if payload.get("client_id", client_id) != client_id:
+        raise UsageError("--payload may not change the client_id: use --client-id")
+    return payload
+
+
+def steps_from(start: str | None) -> tuple[str, ...]:
+    if start is None:
+        return STEPS
+    if start not in STEPS:
+        raise UsageError(f"unknown step {start!r} for --from: use one of {', '.join(STEPS)}")
+    return STEPS[STEPS.index(start) :]
+
+
+@contextmanager
+def heartbeat(interval: float, tick: Callable[[float], None]) -> Iterator[None]:
+    """Call tick(elapsed seconds) every interval while the block runs, so a long step does not look hung."""
+    done = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not done.wait(interval):
+            tick(time.monotonic() - started)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+class AwsE2E:
+    """Runs the workflow on one env for one context, through a ClientFactory (real AWS or a custom endpoint)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ContextStore,
+        factory: aws.ClientFactory,
+        clock: Callable[[], datetime],
+        on_step_end: Callable[[int, int, StepResult], None] = lambda i, n, r: None,
+        on_progress: Callable[[str, float], None] = lambda step, elapsed: None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.factory = factory
+        self.clock = clock
+        self.on_step_end = on_step_end
+        self.on_progress = on_progress
+        self.sleep = sleep
+
+    def plan(self, context: Context, start: str | None = None, payload: dict[str, Any] | None = None) -> Plan:
+        settings, client_id = self.settings, context.client_id
+        steps = steps_from(start)
+        previous = self._previous_run(context) if start and start != STEPS[0] else None
+        return Plan(
+            client_id=client_id,
+            env=settings.env,
+            steps=steps,
+            functions={step: settings.function_name(step) for step in steps},
+            event={"client_id": client_id, **(payload or {})},
+            config_uri=f"s3://{settings.config_bucket()}/{settings.config_key(client_id)}",
+            output_prefixes=(
+                f"s3://{settings.data_bucket()}/ingested/{client_id}/",
+                f"s3://{settings.data_bucket()}/curated/{client_id}/",
+                f"s3://{settings.newsletters_bucket()}/{client_id}/",
+            ),
+            endpoint=settings.custom_endpoint,
+            resumed_from=previous["run_id"] if previous else None,
+        )
+
+    def _previous_run(self, context: Context) -> dict[str, Any]:
+        last = (context.envs.get(self.settings.env) or {}).get("last_run")
+        path = context.runs_dir / (last or {}).get("run_id", "-") / "run.json"
+        if not last or not path.is_file():
+            raise UsageError(f"--from needs an earlier run of {context.client_id} on {self.settings.env}; none found")
+        return read_json(path)
+
+    def target(self) -> str:
+        endpoint = self.settings.custom_endpoint
+        if endpoint:
+            return f"custom endpoint {endpoint} (not a pass on the real {self.settings.env})"
+        return f"AWS {self.settings.env} ({self.settings.region})"
+
+    def run(self, context: Context, plan: Plan) -> RunRecord:
+        """Run plan for context under its run lock; the run is recorded whatever happens once it starts."""
+        s3 = self.factory.s3()
+        bucket, key = verify.split_uri(plan.config_uri)
+        remote = config_upload.read_remote(s3, bucket, key)
+        if not remote.exists:
+            raise UsageError(f"{plan.config_uri} does not exist: promote the context first (make promote)")
+        record = new_record(
+            context, plan.env, self.target(), plan.endpoint, plan.event, self.clock(), resumed_from=plan.resumed_from
+        )
+        record = replace(record, config_sha256=remote.sha256)
+        body = functools.partial(self._run, s3=s3, context=context, plan=plan)
+        return recorded_run(self.store, context, record, body, self.clock)
+
+    def _run(self, record: RunRecord, recorder: RunRecorder, s3: Any, context: Context, plan: Plan) -> RunRecord:
+        settings = self.settings
+        configs = self._configurations(plan)
+        record = replace(record, functions={s: tested_version(c) if c else None for s, c in configs.items()})
+        deadline = time.monotonic() + settings.e2e_timeout
+        check = verify.verifier(s3, settings, plan.env, plan.client_id, self.clock)
+        reused = self._reverify(s3, context, plan) if plan.resumed_from else []
+        if any(not c.ok for c in reused):
+            bad = next(c for c in reused if not c.ok)
+            return replace(
+                record,
+                status="failed",
+                finished_at=self.clock().isoformat(),
+                outputs=tuple(reused),
+                error=f"output of an earlier step is no longer valid: {bad.error}",
+                exit_code=1,
+            )
+
+        def invoke(step: str, name: str, event: dict[str, Any]) -> aws.Invocation:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StepFailed(
+                    f"{name} not invoked: the run-wide deadline (E2E_TIMEOUT={settings.e2e_timeout:.0f} s) passed"
+                )
+            timeout = (configs[step] or {}).get("Timeout")
+            read_timeout = timeout + aws.INVOKE_MARGIN_S if timeout else settings.lambda_read_timeout
+            client = self.factory.lambda_(read_timeout=min(read_timeout, left))
+            with heartbeat(settings.progress_interval, lambda elapsed: self.on_progress(step, elapsed)):
+                return aws.invoke(client, name, event, sleep=self.sleep)
+
+        runner = Runner(
+            invoke=invoke,
+            verify=check,
+            clock=self.clock,
+            on_step_end=lambda index, result: self.on_step_end(index, len(plan.steps), result),
+        )
+        record = runner.run(record, plan.functions, plan.steps)
+        record = replace(record, outputs=(*reused, *record.outputs))
+        self._save_failed_logs(record, recorder.folder.path / "logs")
+        return record
+
+    def _configurations(self, plan: Plan) -> dict[str, dict[str, Any] | None]:
+        """Each function's configuration; None where reading it is not allowed (the default read timeout applies)."""
+        client = self.factory.lambda_()
+        found: dict[str, dict[str, Any] | None] = {}
+        for step, name in plan.functions.items():
+            try:
+                found[step] = dict(client.get_function_configuration(FunctionName=name))
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") in aws.DENIED:
+                    found[step] = None
+                    continue
+                raise aws.describe_error(
+                    err, "lambda:GetFunctionConfiguration", f"function {name} ({plan.env})"
+                ) from err
+            except BotoCoreError as err:
+                raise aws.describe_error(err, "lambda:GetFunctionConfiguration", f"function {name}") from err
+        return found
+
+    def _reverify(self, s3: Any, context: Context, plan: Plan) -> list[OutputCheck]:
+        """Check again the outputs of the steps a resumed run does not invoke, against the run it continues."""
+        previous = read_json(context.runs_dir / str(plan.resumed_from) / "run.json")
+        done = {s["step"]: s for s in previous["steps"] if s["status"] == "passed"}
+        checks = []
+        for step in STEPS[: STEPS.index(plan.steps[0])]:
+            if step not in done:
+                raise UsageError(f"--from {plan.steps[0]}: step {step} did not pass in run {plan.resumed_from}")
+            fields = {k: v for k, v in done[step].items() if k in StepResult.__dataclass_fields__}
+            result = StepResult(**fields)
+            started = datetime.fromisoformat(result.started_at)
+            finished = datetime.fromisoformat(result.finished_at or result.started_at)
+            for uris in verify.expected_outputs(self.settings, plan.env, plan.client_id, result, started, finished):
+                checks.append(verify.check_output(s3, step, uris, started))
+        return checks
+
+    def _save_failed_logs(self, record: RunRecord, folder: Path) -> None:
+        """Save the full CloudWatch log of each failed step that has a request id (best effort)."""
+        for step in record.steps:
+            if step.status == "passed" or not step.request_id:
+                continue
+            text = fetch_log(self.factory, step.function_name, step.request_id, datetime.fromisoformat(step.started_at))
+            if text:
+                folder.mkdir(parents=True, exist_ok=True)
+                write_atomic(folder / f"{step.step}.log", text.encode("utf-8"))
+
+
+def fetch_log(factory: aws.ClientFactory, function: str, request_id: str, since: datetime) -> str | None:
+    """The invocation's log lines from CloudWatch Logs, or None when they cannot be read."""
+    try:
+        logs = factory.logs()
+        pages = logs.get_paginator("filter_log_events").paginate(
+            logGroupName=f"/aws/lambda/{function}",
+            startTime=int((since - timedelta(minutes=1)).timestamp() * 1000),
+            filterPattern=f'"{request_id}"',
+        )
+        lines = [event["message"].rstrip("\n") for page in pages for event in page.get("events", [])]
+    except (BotoCoreError, ClientError):
+        return None
+    return "\n".join(lines) + "\n" if lines else None

@@ -1,0 +1,177 @@
+"""A fault-injecting Lambda Invoke endpoint for tests, on 127.0.0.1, counting how many times each function ran.
+
+Each function follows a script of behaviours (consumed in order, the last one repeating). A behaviour that "runs"
+the function counts one execution; throttling, 5xx and access errors answer before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+STEP_OF = {"ingest": "ingest", "normalize-score": "normalize-score", "newsletter": "newsletter"}
+
+
+class FaultLambda:
+    """Serve Invoke and GetFunctionConfiguration for vectora-inbox-{step}-v2-{env} with scripted behaviours."""
+
+    def __init__(self, s3: Any, env: str = "dev", timeout: int = 900) -> None:
+        self.s3 = s3
+        self.env = env
+        self.timeout = timeout
+        self.scripts: dict[str, list[str]] = {}
+        self.executions: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()
+        self.events: list[dict[str, Any]] = []
+        self.config_denied = False
+        self.slow_seconds = 3.0
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def name(self, step: str) -> str:
+        return f"vectora-inbox-{step}-v2-{self.env}"
+
+    def script(self, step: str, *behaviours: str) -> None:
+        self.scripts[self.name(step)] = list(behaviours)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _next(self, name: str) -> str:
+        with self._lock:
+            script = self.scripts.get(name, ["ok"])
+            return script.pop(0) if len(script) > 1 else script[0]
+
+    def _step(self, name: str) -> str | None:
+        for step in STEP_OF:
+            if name == self.name(step):
+                return step
+        return None
+
+    def _outputs(self, step: str, client_id: str) -> dict[str, Any]:
+        """Write the step's outputs to S3 and return its answer body, shaped like the real ones."""
+        day = datetime.now(UTC).strftime("%Y/%m/%d")
+        data, newsletters = f"vectora-inbox-data-{self.env}", f"vectora-inbox-newsletters-{self.env}"
+        if step == "ingest":
+            key = f"ingested/{client_id}/{day}/items.json"
+            self.s3.put_object(Bucket=data, Key=key, Body=b"[{}]")
+            return {
+                "status": "success",
+                "items_ingested": 16,
+                "items_final": 15,
+                "s3_output_path": f"s3://{data}/{key}",
+            }
+        if step == "normalize-score":
+            key = f"curated/{client_id}/{day}/items.json"
+            self.s3.put_object(Bucket=data, Key=key, Body=b"[{}]")
+            return {
+                "status": "completed",
+                "output_path": key,
+                "statistics": {"items_input": 15, "items_normalized": 15, "items_matched": 5, "items_scored": 15},
+            }
+        paths = {}
+        for kind, file in (("markdown", "newsletter.md"), ("json", "newsletter.json"), ("manifest", "manifest.json")):
+            key = f"{client_id}/{day}/{file}"
+            self.s3.put_object(Bucket=newsletters, Key=key, Body=b"# x")
+            paths[kind] = f"s3://{newsletters}/{key}"
+        return {"status": "success", "items_selected": 3, "s3_paths": paths}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fault = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _error(self, status: int, code: str, message: str) -> None:
+                self._send(status, {"message": message}, {"x-amzn-ErrorType": code})
+
+            def do_GET(self) -> None:
+                name = self.path.split("/")[3]
+                if fault._step(name) is None:
+                    return self._error(404, "ResourceNotFoundException", f"Function not found: {name}")
+                if fault.config_denied:
+                    return self._error(403, "AccessDeniedException", "not authorized")
+                self._send(
+                    200,
+                    {
+                        "FunctionName": name,
+                        "Timeout": fault.timeout,
+                        "MemorySize": 1024,
+                        "CodeSha256": "c2hhMjU2LW9mLWNvZGU=",
+                        "Version": "$LATEST",
+                        "LastModified": "2026-11-01T10:00:00.000+0000",
+                    },
+                )
+
+            def do_POST(self) -> None:
+                name = self.path.split("/")[3]
+                event = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                fault.requests[name] += 1
+                step = fault._step(name)
+                if step is None:
+                    return self._error(404, "ResourceNotFoundException", f"Function not found: {name}")
+                behaviour = fault._next(name)
+                if behaviour == "throttle":
+                    return self._error(429, "TooManyRequestsException", "Rate exceeded")
+                if behaviour == "service_error":
+                    return self._error(500, "ServiceException", "internal error")
+                if behaviour == "denied":
+                    return self._error(403, "AccessDeniedException", "not authorized to invoke")
+                fault.executions[name] += 1
+                fault.events.append({"function": name, **event})
+                if behaviour == "reset":
+                    self.connection.shutdown(2)
+                    self.close_connection = True
+                    return None
+                if behaviour == "slow":
+                    time.sleep(fault.slow_seconds)
+                payload: Any
+                error = None
+                if behaviour in ("ok", "slow"):
+                    payload = {"statusCode": 200, "body": fault._outputs(step, event["client_id"])}
+                elif behaviour == "no_outputs":
+                    payload = {"statusCode": 200, "body": {"status": "success", "items_final": 1}}
+                elif behaviour == "unhandled":
+                    payload = {
+                        "errorMessage": "Unable to import module 'handler': No module named 'requests'",
+                        "errorType": "Runtime.ImportModuleError",
+                        "requestId": "",
+                        "stackTrace": [],
+                    }
+                    error = "Unhandled"
+                elif behaviour == "lambda_timeout":
+                    payload = {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 900.00 seconds"}
+                    error = "Unhandled"
+                elif behaviour == "status_error":
+                    payload = {"statusCode": 200, "body": {"status": "error", "error": "all sources failed"}}
+                elif behaviour == "status_500":
+                    payload = {"statusCode": 500, "body": {"error": "boom"}}
+                elif behaviour == "no_items":
+                    payload = {"statusCode": 200, "body": {"status": "no_items", "items_selected": 0}}
+                else:
+                    raise AssertionError(f"unknown behaviour {behaviour}")
+                headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": f"req-{step}"}
+                if error:
+                    headers["X-Amz-Function-Error"] = error
+                return self._send(200, payload, headers)
+
+        return Handler

@@ -1,0 +1,223 @@
+"""aws-e2e over real HTTP on 127.0.0.1: moto's S3 and a fault-injecting Lambda endpoint that counts executions."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tasks import aws
+from tasks.aws_e2e import AwsE2E
+from tasks.contexts import Context, ContextStore
+from tasks.errors import UsageError
+from tasks.local_aws import EmbeddedAws, seed
+from tasks.settings import Settings
+from tests.conftest import settings_for
+from tests.fault_lambda import FaultLambda
+
+STEPS = ("ingest", "normalize-score", "newsletter")
+
+
+@dataclass
+class Rig:
+    settings: Settings
+    store: ContextStore
+    context: Context
+    fault: FaultLambda
+    s3: object
+    sleeps: list[float]
+
+    def flow(self, **variables: str) -> AwsE2E:
+        settings = self.settings if not variables else settings_for(self.settings.contexts_dir, **self.env, **variables)
+        factory = aws.ClientFactory(settings.region, endpoints=settings.endpoints, local_credentials=True)
+        return AwsE2E(settings, self.store, factory, lambda: datetime.now(UTC), sleep=self.sleeps.append)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "VECTORA_ENV": "dev",
+            "AWS_ENDPOINT_URL_S3": self.settings.endpoint("s3") or "",
+            "AWS_ENDPOINT_URL_LAMBDA": self.fault.url,
+            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self.settings.endpoint("s3") or "",
+        }
+
+    def run(self, start: str | None = None, payload: dict | None = None, **variables: str):
+        flow = self.flow(**variables)
+        context = self.store.load(self.context.client_id)
+        return flow.run(context, flow.plan(context, start, payload))
+
+    def executions(self, step: str) -> int:
+        return self.fault.executions[self.fault.name(step)]
+
+
+@pytest.fixture
+def rig(contexts_dir: Path) -> Iterator[Rig]:
+    local = settings_for(contexts_dir)
+    with EmbeddedAws(local).running() as endpoint:
+        s3 = aws.ClientFactory.local(local.region, endpoint).s3()
+        seed(s3, local, "dev")
+        fault = FaultLambda(s3)
+        settings = settings_for(
+            contexts_dir,
+            VECTORA_ENV="dev",
+            AWS_ENDPOINT_URL_S3=endpoint,
+            AWS_ENDPOINT_URL_LAMBDA=fault.url,
+            AWS_ENDPOINT_URL_CLOUDWATCH_LOGS=endpoint,
+        )
+        store = ContextStore(contexts_dir)
+        context = store.create("lai_weekly", "aws e2e", datetime.now(UTC))
+        s3.put_object(
+            Bucket="vectora-inbox-config-dev",
+            Key=f"clients/{context.client_id}.yaml",
+            Body=context.config_path.read_bytes(),
+        )
+        try:
+            yield Rig(settings, store, context, fault, s3, [])
+        finally:
+            fault.stop()
+
+
+def run_json(rig: Rig, run_id: str) -> dict:
+    return json.loads((rig.context.runs_dir / run_id / "run.json").read_text())
+
+
+def test_a_healthy_pipeline_passes_with_one_execution_per_function(rig: Rig) -> None:
+    record = rig.run()
+    assert (record.status, record.exit_code) == ("passed", 0), record.error
+    assert [rig.executions(s) for s in STEPS] == [1, 1, 1]
+    document = run_json(rig, record.run_id)
+    assert document["functions"]["ingest"]["CodeSha256"] == "c2hhMjU2LW9mLWNvZGU="
+    assert document["config_sha256"] == rig.context.config_sha256
+    assert document["endpoint"] == rig.settings.endpoint("s3")
+    assert "not a pass on the real dev" in document["target"]
+    assert len([o for o in document["outputs"] if o["ok"]]) == 5
+    assert rig.store.load(rig.context.client_id).envs["dev"]["last_run"]["status"] == "passed"
+
+
+@pytest.mark.parametrize(
+    ("step", "behaviour", "message"),
+    [
+        ("ingest", "unhandled", "Runtime.ImportModuleError"),
+        ("normalize-score", "status_500", "statusCode 500"),
+        ("ingest", "status_error", "all sources failed"),
+        ("newsletter", "no_items", "no_items"),
+        ("normalize-score", "lambda_timeout", "Task timed out"),
+        ("ingest", "no_outputs", "not found"),
+    ],
+)
+def test_a_failing_step_stops_the_run_with_exit_1(rig: Rig, step: str, behaviour: str, message: str) -> None:
+    rig.fault.script(step, behaviour)
+    record = rig.run()
+    assert (record.status, record.exit_code) == ("failed", 1)
+    assert message in record.error
+    position = STEPS.index(step)
+    assert [rig.executions(s) for s in STEPS] == [1] * (position + 1) + [0] * (2 - position)
+    assert run_json(rig, record.run_id)["status"] == "failed"
+
+
+def test_throttling_that_clears_runs_the_function_once(rig: Rig) -> None:
+    rig.fault.script("ingest", "throttle", "throttle", "ok")
+    record = rig.run()
+    assert record.status == "passed"
+    assert rig.executions("ingest") == 1 and rig.fault.requests[rig.fault.name("ingest")] == 3
+    assert rig.sleeps == [1, 2]
+
+
+def test_throttling_that_does_not_clear_gives_up_after_bounded_retries(rig: Rig) -> None:
+    rig.fault.script("normalize-score", "throttle")
+    record = rig.run()
+    assert (record.status, record.exit_code) == ("failed", 1)
+    assert "not run after 4 attempts (TooManyRequestsException)" in record.error
+    assert rig.executions("normalize-score") == 0 and rig.executions("newsletter") == 0
+
+
+def test_a_5xx_before_execution_is_retried_and_runs_once(rig: Rig) -> None:
+    rig.fault.script("newsletter", "service_error", "ok")
+    assert rig.run().status == "passed"
+    assert rig.executions("newsletter") == 1
+
+
+def test_an_answer_slower_than_the_read_timeout_is_unknown_and_never_resent(rig: Rig) -> None:
+    rig.fault.config_denied = True  # the configured timeout cannot be read: LAMBDA_READ_TIMEOUT applies
+    rig.fault.script("normalize-score", "slow")
+    record = rig.run(LAMBDA_READ_TIMEOUT="1")
+    assert (record.status, record.exit_code) == ("unknown", 4)
+    assert rig.executions("normalize-score") == 1 and rig.fault.requests[rig.fault.name("normalize-score")] == 1
+    assert rig.executions("newsletter") == 0
+    assert "aws logs tail /aws/lambda/vectora-inbox-normalize-score-v2-dev --since" in record.error
+
+
+def test_a_connection_reset_after_sending_is_unknown(rig: Rig) -> None:
+    rig.fault.script("ingest", "reset")
+    record = rig.run()
+    assert (record.status, record.exit_code) == ("unknown", 4)
+    assert rig.executions("ingest") == 1
+
+
+def test_a_missing_function_is_exit_3_and_named(rig: Rig) -> None:
+    record = rig.run(FUNCTION_NAME_TEMPLATE="vectora-inbox-{step}-v3-{env}")
+    assert (record.status, record.exit_code) == ("failed", 3)
+    assert "vectora-inbox-ingest-v3-dev" in record.error and "not found" in record.error
+    assert sum(rig.fault.executions.values()) == 0
+
+
+def test_access_denied_on_invoke_is_exit_3(rig: Rig) -> None:
+    rig.fault.script("ingest", "denied")
+    record = rig.run()
+    assert record.exit_code == 3 and "access denied: lambda:InvokeFunction" in record.error
+
+
+def test_an_output_left_by_an_earlier_run_does_not_pass(rig: Rig) -> None:
+    assert rig.run().status == "passed"
+    time.sleep(1.1)  # S3 keeps whole seconds
+    rig.fault.script("ingest", "no_outputs")
+    record = rig.run()
+    assert record.status == "failed" and "before this step started" in record.error
+
+
+def test_payload_is_merged_into_every_event_and_recorded(rig: Rig) -> None:
+    record = rig.run(payload={"period_days": 7})
+    assert [e["period_days"] for e in rig.fault.events] == [7, 7, 7]
+    assert run_json(rig, record.run_id)["event"] == {"client_id": rig.context.client_id, "period_days": 7}
+
+
+def test_from_a_step_reverifies_earlier_outputs_and_is_labelled_resumed(rig: Rig) -> None:
+    first = rig.run()
+    record = rig.run(start="newsletter")
+    assert record.status == "passed" and record.resumed_from == first.run_id
+    assert [rig.executions(s) for s in STEPS] == [1, 1, 2]
+    assert {o.step for o in record.outputs} == set(STEPS)
+
+
+def test_from_a_step_fails_when_an_earlier_output_is_gone(rig: Rig) -> None:
+    first = rig.run()
+    curated = next(o.uri for o in first.outputs if o.step == "normalize-score")
+    bucket, _, key = curated.removeprefix("s3://").partition("/")
+    rig.s3.delete_object(Bucket=bucket, Key=key)
+    record = rig.run(start="newsletter")
+    assert record.status == "failed" and "no longer valid" in record.error
+    assert rig.executions("newsletter") == 1
+
+
+def test_unknown_from_step_and_bad_payload_are_usage_errors(rig: Rig) -> None:
+    flow = rig.flow()
+    with pytest.raises(UsageError, match="unknown step 'publish'"):
+        flow.plan(rig.context, "publish")
+    from tasks.aws_e2e import parse_payload
+
+    with pytest.raises(UsageError, match="not JSON"):
+        parse_payload("{period_days: 7}", "x_v1")
+    with pytest.raises(UsageError, match="may not change the client_id"):
+        parse_payload('{"client_id": "other_v1"}', "x_v1")
+
+
+def test_a_context_not_promoted_is_refused_before_any_run(rig: Rig) -> None:
+    rig.s3.delete_object(Bucket="vectora-inbox-config-dev", Key=f"clients/{rig.context.client_id}.yaml")
+    with pytest.raises(UsageError, match="promote the context first"):
+        rig.run()
+    assert rig.store.load(rig.context.client_id).runs == () and sum(rig.fault.requests.values()) == 0
