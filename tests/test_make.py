@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -96,3 +97,40 @@ def test_make_help_lists_every_target_with_a_line(clone: Path) -> None:
     result = make(clone, "help")
     targets = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
     assert {"local-e2e", "context", "contexts", "test", "lint", "help"} <= targets
+
+
+def test_promote_then_aws_e2e_against_make_local_aws(clone: Path) -> None:
+    """The AWS flows end to end on a machine with no account: `make local-aws` in one terminal, the flows in another."""
+    server = subprocess.Popen(
+        [str(clone / ".venv" / "bin" / "python"), "-m", "tasks", "local-aws", "--port", "0"],
+        cwd=clone,
+        env=safe_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first_line = server.stdout.readline()
+        endpoint = first_line.split()[3].rstrip(":")
+        assert endpoint.startswith("http://127.0.0.1:"), first_line
+        flows = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+        assert make(clone, "local-e2e", "CLIENT_ID=lai_weekly_v1").returncode == 0
+        promoted = make(clone, "promote", "ENV=dev", "CLIENT_ID=lai_weekly_v1", **flows)
+        assert promoted.returncode == 0, promoted.stderr
+        assert "done: create s3://vectora-inbox-config-dev/clients/lai_weekly_v1.yaml" in promoted.stdout
+        again = make(clone, "promote", "ENV=dev", **flows)  # default: the latest context whose local run passed
+        assert "nothing to do: identical content" in again.stdout, again.stdout + again.stderr
+        ran = make(clone, "aws-e2e", "ENV=dev", **flows)  # default: the latest context promoted to dev
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "step 3/3 newsletter" in ran.stdout and "vectora-inbox-newsletter-v2-dev" in ran.stdout
+        assert "not a pass on the real dev" in ran.stdout
+        refused = make(clone, "aws-e2e", "ENV=prod", "CLIENT_ID=lai_weekly_v1", **flows)
+        assert "needs confirmation" in refused.stderr
+        rolled = make(clone, "rollback", "ENV=dev", "CLIENT_ID=lai_weekly_v1", **flows)
+        assert rolled.returncode == 0 and "removed the key" in rolled.stdout
+        missing = make(clone, "aws-e2e", "ENV=dev", "CLIENT_ID=lai_weekly_v1", **flows)
+        assert "promote the context first" in missing.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert server.returncode == 0

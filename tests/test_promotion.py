@@ -1,0 +1,234 @@
+"""upload-config, promote and rollback against moto's S3 on 127.0.0.1: diff, idempotence, backups, conflicts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tasks import aws, config_upload
+from tasks.contexts import Context, ContextStore
+from tasks.errors import Conflict, EnvironmentProblem, UsageError
+from tasks.local_aws import EmbeddedAws, seed
+from tasks.promotion import ConfigFlows
+from tasks.settings import Settings
+from tests.conftest import REPO, safe_environ, settings_for
+
+BUCKET = "vectora-inbox-config-dev"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def endpoint(settings: Settings) -> Iterator[str]:
+    with EmbeddedAws(settings).running() as url:
+        seed(aws.ClientFactory.local(settings.region, url).s3(), settings, "dev")
+        yield url
+
+
+@pytest.fixture
+def s3(settings: Settings, endpoint: str):
+    return aws.ClientFactory.local(settings.region, endpoint).s3()
+
+
+@pytest.fixture
+def flows(contexts_dir: Path, s3, endpoint: str) -> ConfigFlows:
+    settings = settings_for(contexts_dir, VECTORA_ENV="dev", AWS_ENDPOINT_URL=endpoint)
+    return ConfigFlows(settings, ContextStore(contexts_dir), s3, now)
+
+
+def passed_locally(store: ContextStore, context: Context) -> Context:
+    """Record a passed local run of the context's current config (what LocalE2E records)."""
+    run = {
+        "run_id": "r1",
+        "env": "local",
+        "status": "passed",
+        "finished_at": now().isoformat(),
+        "config_sha256": context.config_sha256,
+    }
+    return store.update(context.client_id, lambda record: record.update(local={"last_run": run}))
+
+
+def new_context(flows: ConfigFlows, purpose: str = "promote me") -> Context:
+    return passed_locally(flows.store, flows.store.create("lai_weekly", purpose, now()))
+
+
+def key(context: Context) -> str:
+    return f"clients/{context.client_id}.yaml"
+
+
+def body(s3, context: Context) -> bytes:
+    return s3.get_object(Bucket=BUCKET, Key=key(context))["Body"].read()
+
+
+def edit_config(flows: ConfigFlows, context: Context, text: str) -> Context:
+    """Change the context's config file and record it as passed locally again."""
+    context.config_path.write_bytes(context.config_path.read_bytes() + text.encode())
+    sha = config_upload.sha256(context.config_path.read_bytes())
+    flows.store.update(context.client_id, lambda record: record.update(config_sha256=sha))
+    return passed_locally(flows.store, flows.store.load(context.client_id))
+
+
+def test_promote_creates_the_key_and_records_the_promotion(flows: ConfigFlows, s3) -> None:
+    context = new_context(flows)
+    outcome = flows.promote(context)
+    assert outcome.plan.action == "create"
+    assert body(s3, context) == context.config_path.read_bytes()
+    promotion = flows.store.load(context.client_id).envs["dev"]["promotion"]
+    assert promotion["sha256"] == context.config_sha256 and promotion["forced"] is False
+    assert promotion["replaced"] is None and promotion["at"]
+
+
+def test_promoting_identical_content_uploads_nothing(flows: ConfigFlows, s3) -> None:
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    context = new_context(flows)
+    first = flows.promote(context).record
+    second = flows.promote(flows.store.load(context.client_id))
+    assert second.plan.action == "unchanged" and second.plan.diff() == ""
+    versions = s3.list_object_versions(Bucket=BUCKET, Prefix=key(context))["Versions"]
+    assert [v["VersionId"] for v in versions] == [first["version_id"]]
+
+
+def test_promote_refuses_without_a_passed_local_run_unless_forced(flows: ConfigFlows, s3) -> None:
+    context = flows.store.create("lai_weekly", "never ran", now())
+    with pytest.raises(UsageError, match="has no passed local run"):
+        flows.promote(context)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="clients/")
+    flows.promote(context, force=True)
+    assert flows.store.load(context.client_id).envs["dev"]["promotion"]["forced"] is True
+
+
+def test_promote_refuses_a_config_changed_since_its_local_run(flows: ConfigFlows) -> None:
+    context = new_context(flows)
+    context.config_path.write_bytes(context.config_path.read_bytes() + b"# edited\n")
+    with pytest.raises(UsageError, match="config changed since its last local run"):
+        flows.promote(context)
+
+
+def test_an_update_on_a_versioned_bucket_keeps_the_previous_version_and_rolls_back(flows: ConfigFlows, s3) -> None:
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    context = new_context(flows)
+    original = context.config_path.read_bytes()
+    first = flows.promote(context).record
+    context = edit_config(flows, context, "# tuned\n")
+    outcome = flows.promote(context)
+    assert outcome.plan.action == "update" and "+# tuned" in outcome.plan.diff()
+    assert outcome.record["replaced"]["version_id"] == first["version_id"]
+    assert body(s3, context).endswith(b"# tuned\n")
+    result = flows.rollback(flows.store.load(context.client_id))
+    assert body(s3, context) == original and result["restored"] == config_upload.sha256(original)
+    assert flows.store.load(context.client_id).envs["dev"]["promotion"] is None
+
+
+def test_an_update_on_an_unversioned_bucket_backs_up_and_rolls_back(flows: ConfigFlows, s3) -> None:
+    context = new_context(flows)
+    original = context.config_path.read_bytes()
+    flows.promote(context)
+    context = edit_config(flows, context, "# tuned\n")
+    record = flows.promote(context).record
+    backup = Path(record["replaced"]["backup"])
+    assert backup.read_bytes() == original and backup.is_relative_to(context.path)
+    flows.rollback(flows.store.load(context.client_id))
+    assert body(s3, context) == original
+
+
+def test_rolling_back_a_first_upload_removes_the_key_and_versions_still_count(flows: ConfigFlows, s3) -> None:
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    context = new_context(flows)
+    flows.promote(context)
+    assert flows.rollback(flows.store.load(context.client_id))["restored"] is None
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=BUCKET, Key=key(context))
+    assert config_upload.used_versions(s3, BUCKET, "clients/{client_id}.yaml", "lai_weekly") == [1]
+    with pytest.raises(UsageError, match="no upload to dev left to roll back"):
+        flows.rollback(flows.store.load(context.client_id))
+
+
+def test_a_key_this_context_did_not_write_is_never_overwritten(flows: ConfigFlows, s3) -> None:
+    context = new_context(flows)
+    s3.put_object(Bucket=BUCKET, Key=key(context), Body=b"someone else's config\n")
+    with pytest.raises(UsageError, match="this context did not write"):
+        flows.promote(context)
+    assert body(s3, context) == b"someone else's config\n"
+    assert not flows.store.load(context.client_id).envs
+
+
+def test_a_concurrent_change_is_detected_by_the_conditional_put(flows: ConfigFlows, s3) -> None:
+    context = new_context(flows)
+    plan = config_upload.plan_upload(s3, BUCKET, key(context), context.config_path.read_bytes(), set())
+    s3.put_object(Bucket=BUCKET, Key=key(context), Body=b"written meanwhile\n")
+    with pytest.raises(Conflict, match="concurrent change"):
+        config_upload.apply_upload(s3, plan, context.client_id, context.path / "backups", now())
+    assert body(s3, context) == b"written meanwhile\n"
+
+
+def test_a_dry_run_shows_the_plan_and_writes_nothing(flows: ConfigFlows, s3) -> None:
+    context = new_context(flows)
+    outcome = flows.promote(context, dry_run=True)
+    assert outcome.record is None and outcome.plan.action == "create"
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="clients/")
+    assert not flows.store.load(context.client_id).envs
+
+
+def test_a_missing_bucket_is_an_environment_problem(contexts_dir: Path, s3, endpoint: str) -> None:
+    settings = settings_for(contexts_dir, VECTORA_ENV="stage", AWS_ENDPOINT_URL=endpoint)
+    flows = ConfigFlows(settings, ContextStore(contexts_dir), s3, now)
+    with pytest.raises(EnvironmentProblem, match=r"vectora-inbox-config-stage.* not found"):
+        flows.promote(new_context(flows))
+
+
+def test_new_contexts_skip_versions_found_in_s3_history(contexts_dir: Path, s3, endpoint: str) -> None:
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=BUCKET, Key="clients/lai_weekly_v12.yaml", Body=b"x")
+    s3.delete_object(Bucket=BUCKET, Key="clients/lai_weekly_v12.yaml")
+    s3.put_object(Bucket=BUCKET, Key="clients/other_v40.yaml", Body=b"x")
+    env = safe_environ(CONTEXTS_DIR=str(contexts_dir), ALLOCATION_ENVS="dev", AWS_ENDPOINT_URL=endpoint)
+    result = subprocess.run(
+        [sys.executable, "-m", "tasks", "context", "new"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout) == (0, "lai_weekly_v13\n"), result.stderr
+
+
+def cli(contexts_dir: Path, endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = safe_environ(CONTEXTS_DIR=str(contexts_dir), AWS_ENDPOINT_URL=endpoint)
+    return subprocess.run(
+        [sys.executable, "-m", "tasks", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+def test_prod_is_never_touched_without_confirmation(flows: ConfigFlows, contexts_dir: Path, s3, endpoint: str) -> None:
+    seed(s3, flows.settings, "prod")
+    context = new_context(flows)
+    refused = cli(contexts_dir, endpoint, "promote", "--client-id", context.client_id, "--env", "prod")
+    assert refused.returncode == 2 and "needs confirmation: add --yes" in refused.stderr
+    assert "Contents" not in s3.list_objects_v2(Bucket="vectora-inbox-config-prod", Prefix="clients/")
+    confirmed = cli(contexts_dir, endpoint, "promote", "--client-id", context.client_id, "--env", "prod", "--yes")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "done: create s3://vectora-inbox-config-prod/" in confirmed.stdout
+
+
+def test_upload_config_cli_shows_the_diff_and_records_the_upload(
+    flows: ConfigFlows, contexts_dir: Path, s3, endpoint: str
+) -> None:
+    context = new_context(flows)
+    created = cli(contexts_dir, endpoint, "upload-config", "--client-id", context.client_id, "--env", "dev")
+    assert created.returncode == 0 and "done: create" in created.stdout
+    edit_config(flows, context, "# more\n")
+    planned = cli(contexts_dir, endpoint, "upload-config", "--client-id", context.client_id, "--dry-run")
+    assert "+# more" in planned.stdout and "plan: update" in planned.stdout
+    assert not body(s3, context).endswith(b"# more\n")
+    record = json.loads((context.path / "context.json").read_text())
+    assert len(record["envs"]["dev"]["uploads"]) == 1 and "promotion" not in record["envs"]["dev"]
