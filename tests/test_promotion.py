@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -232,3 +233,38 @@ def test_upload_config_cli_shows_the_diff_and_records_the_upload(
     assert not body(s3, context).endswith(b"# more\n")
     record = json.loads((context.path / "context.json").read_text())
     assert len(record["envs"]["dev"]["uploads"]) == 1 and "promotion" not in record["envs"]["dev"]
+
+
+@pytest.mark.parametrize(
+    ("variables", "config", "message"),
+    [
+        ({"AWS_PROFILE": "no-such-profile"}, "", "AWS profile 'no-such-profile' not found"),
+        ({}, "", "AWS profile 'rag-lai-prod' not found"),
+        ({}, "[profile rag-lai-prod]\nregion = eu-west-3\n", "no AWS credentials"),
+    ],
+)
+def test_missing_credentials_or_profile_are_exit_3_with_what_to_do(
+    flows: ConfigFlows, contexts_dir: Path, endpoint: str, tmp_path: Path, variables: dict, config: str, message: str
+) -> None:
+    context = new_context(flows)
+    (tmp_path / "aws-config").write_text(config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {
+        "CONTEXTS_DIR": str(contexts_dir),
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        **variables,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "tasks", "upload-config", "--client-id", context.client_id],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
