@@ -83,13 +83,16 @@ def heartbeat(interval: float, tick: Callable[[float], None]) -> Iterator[None]:
 
 
 class AwsE2E:
-    """Runs the workflow on one env for one context, through a ClientFactory (real AWS or a custom endpoint)."""
+    """Runs the workflow on one env for one context, through a ClientFactory (real AWS or a custom endpoint).
+
+    Planning needs no factory (a dry run passes None); running does.
+    """
 
     def __init__(
         self,
         settings: Settings,
         store: ContextStore,
-        factory: aws.ClientFactory,
+        factory: aws.ClientFactory | None,
         clock: Callable[[], datetime],
         on_step_end: Callable[[int, int, StepResult], None] = lambda i, n, r: None,
         on_progress: Callable[[str, float], None] = lambda step, elapsed: None,
@@ -138,6 +141,7 @@ class AwsE2E:
 
     def run(self, context: Context, plan: Plan) -> RunRecord:
         """Run plan for context under its run lock; the run is recorded whatever happens once it starts."""
+        assert self.factory is not None, "running needs a client factory"
         s3 = self.factory.s3()
         bucket, key = verify.split_uri(plan.config_uri)
         remote = config_upload.read_remote(s3, bucket, key)

@@ -318,7 +318,8 @@ def _aws_e2e(args: argparse.Namespace) -> int:
     context = _context_for(
         settings, args.client_id, lambda cs: _latest(cs, _promotion_time(settings.env), f"promoted to {settings.env}")
     )
-    flow = AwsE2E(settings, _store(settings), _factory(settings), _clock(), _print_step, _print_progress)
+    factory = None if args.dry_run else _factory(settings)  # a dry run makes no AWS call: no credentials needed
+    flow = AwsE2E(settings, _store(settings), factory, _clock(), _print_step, _print_progress)
     plan = flow.plan(context, args.start, parse_payload(args.payload, context.client_id))
     if args.dry_run:
         print(json.dumps(plan.__dict__, indent=2))

@@ -138,3 +138,33 @@ def test_kill_9_mid_step_leaves_the_context_usable_and_the_run_unfinished(
         time.sleep(0.1)
     else:
         pytest.fail("the handler outlived the killed runtime")
+
+
+def test_aws_e2e_dry_run_prints_the_plan_and_needs_no_credentials(contexts_dir: Path) -> None:
+    assert tasks(contexts_dir, "context", "new").returncode == 0
+    env = {k: v for k, v in safe_environ(CONTEXTS_DIR=str(contexts_dir)).items() if not k.startswith("AWS_ACCESS")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tasks",
+            "aws-e2e",
+            "--client-id",
+            "lai_weekly_v1",
+            "--env",
+            "stage",
+            "--dry-run",
+            "--payload",
+            '{"period_days": 7}',
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env | {"AWS_PROFILE": "no-such-profile"},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    assert plan["functions"]["newsletter"] == "vectora-inbox-newsletter-v2-stage"
+    assert plan["event"] == {"client_id": "lai_weekly_v1", "period_days": 7}
+    assert "nothing invoked" in result.stdout
