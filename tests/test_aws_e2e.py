@@ -31,11 +31,19 @@ class Rig:
     fault: FaultLambda
     s3: object
     sleeps: list[float]
+    ticks: list[tuple[str, float]]
 
     def flow(self, **variables: str) -> AwsE2E:
         settings = self.settings if not variables else settings_for(self.settings.contexts_dir, **self.env, **variables)
         factory = aws.ClientFactory(settings.region, endpoints=settings.endpoints, local_credentials=True)
-        return AwsE2E(settings, self.store, factory, lambda: datetime.now(UTC), sleep=self.sleeps.append)
+        return AwsE2E(
+            settings,
+            self.store,
+            factory,
+            lambda: datetime.now(UTC),
+            on_progress=lambda step, elapsed: self.ticks.append((step, elapsed)),
+            sleep=self.sleeps.append,
+        )
 
     @property
     def env(self) -> dict[str, str]:
@@ -77,7 +85,7 @@ def rig(contexts_dir: Path) -> Iterator[Rig]:
             Body=context.config_path.read_bytes(),
         )
         try:
-            yield Rig(settings, store, context, fault, s3, [])
+            yield Rig(settings, store, context, fault, s3, [], [])
         finally:
             fault.stop()
 
@@ -221,3 +229,11 @@ def test_a_context_not_promoted_is_refused_before_any_run(rig: Rig) -> None:
     with pytest.raises(UsageError, match="promote the context first"):
         rig.run()
     assert rig.store.load(rig.context.client_id).runs == () and sum(rig.fault.requests.values()) == 0
+
+
+def test_a_long_step_reports_progress_while_it_runs(rig: Rig) -> None:
+    rig.fault.slow_seconds = 1.0
+    rig.fault.script("normalize-score", "slow")
+    assert rig.run(PROGRESS_INTERVAL="0.3").status == "passed"
+    assert len(rig.ticks) >= 2 and {step for step, _ in rig.ticks} == {"normalize-score"}
+    assert [round(t, 1) for _, t in rig.ticks] == sorted(round(t, 1) for _, t in rig.ticks)
