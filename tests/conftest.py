@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +42,19 @@ def safe_environ(**extra: str) -> dict[str, str]:
     """An environment for a child process: this one, minus AWS settings, plus dummy credentials."""
     keep = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in ("VECTORA_ENV",)}
     return keep | SAFE_ENV | extra
+
+
+def run_tasks(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m tasks ARGS` in a child process with exactly env, and no standard input (as in CI)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tasks", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
 
 
 @pytest.fixture

@@ -12,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, safe_environ
+from tests.conftest import REPO, run_tasks, safe_environ
 
 
 def tasks(contexts_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tasks", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=safe_environ(CONTEXTS_DIR=str(contexts_dir)),
-        timeout=120,
-    )
+    return run_tasks(safe_environ(CONTEXTS_DIR=str(contexts_dir)), *args)
 
 
 def test_help_lists_the_task_commands(contexts_dir: Path) -> None:
@@ -143,25 +136,9 @@ def test_kill_9_mid_step_leaves_the_context_usable_and_the_run_unfinished(
 def test_aws_e2e_dry_run_prints_the_plan_and_needs_no_credentials(contexts_dir: Path) -> None:
     assert tasks(contexts_dir, "context", "new").returncode == 0
     env = {k: v for k, v in safe_environ(CONTEXTS_DIR=str(contexts_dir)).items() if not k.startswith("AWS_ACCESS")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tasks",
-            "aws-e2e",
-            "--client-id",
-            "lai_weekly_v1",
-            "--env",
-            "stage",
-            "--dry-run",
-            "--payload",
-            '{"period_days": 7}',
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env | {"AWS_PROFILE": "no-such-profile"},
-        timeout=60,
+    result = run_tasks(
+        env | {"AWS_PROFILE": "no-such-profile"},
+        *("aws-e2e", "--client-id", "lai_weekly_v1", "--env", "stage", "--dry-run", "--payload", '{"period_days": 7}'),
     )
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout[: result.stdout.rindex("}") + 1])

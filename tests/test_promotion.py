@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from tasks.errors import Conflict, EnvironmentProblem, UsageError
 from tasks.local_aws import EmbeddedAws, seed
 from tasks.promotion import ConfigFlows
 from tasks.settings import Settings
-from tests.conftest import REPO, safe_environ, settings_for
+from tests.conftest import run_tasks, safe_environ, settings_for
 
 BUCKET = "vectora-inbox-config-dev"
 
@@ -191,23 +190,12 @@ def test_new_contexts_skip_versions_found_in_s3_history(contexts_dir: Path, s3, 
     s3.delete_object(Bucket=BUCKET, Key="clients/lai_weekly_v12.yaml")
     s3.put_object(Bucket=BUCKET, Key="clients/other_v40.yaml", Body=b"x")
     env = safe_environ(CONTEXTS_DIR=str(contexts_dir), ALLOCATION_ENVS="dev", AWS_ENDPOINT_URL=endpoint)
-    result = subprocess.run(
-        [sys.executable, "-m", "tasks", "context", "new"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run_tasks(env, "context", "new")
     assert (result.returncode, result.stdout) == (0, "lai_weekly_v13\n"), result.stderr
 
 
 def cli(contexts_dir: Path, endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = safe_environ(CONTEXTS_DIR=str(contexts_dir), AWS_ENDPOINT_URL=endpoint)
-    return subprocess.run(
-        [sys.executable, "-m", "tasks", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    return run_tasks(safe_environ(CONTEXTS_DIR=str(contexts_dir), AWS_ENDPOINT_URL=endpoint), *args)
 
 
 def test_prod_is_never_touched_without_confirmation(flows: ConfigFlows, contexts_dir: Path, s3, endpoint: str) -> None:
@@ -257,14 +245,6 @@ def test_missing_credentials_or_profile_are_exit_3_with_what_to_do(
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         **variables,
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "tasks", "upload-config", "--client-id", context.client_id],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
+    result = run_tasks(env, "upload-config", "--client-id", context.client_id)
     assert result.returncode == 3, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
