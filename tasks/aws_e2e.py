@@ -148,7 +148,14 @@ class AwsE2E:
         if not remote.exists:
             raise UsageError(f"{plan.config_uri} does not exist: promote the context first (make promote)")
         record = new_record(
-            context, plan.env, self.target(), plan.endpoint, plan.event, self.clock(), resumed_from=plan.resumed_from
+            context,
+            plan.env,
+            self.target(),
+            plan.endpoint,
+            plan.event,
+            self.clock(),
+            self.settings.region,
+            resumed_from=plan.resumed_from,
         )
         record = replace(record, config_sha256=remote.sha256)
         body = functools.partial(self._run, s3=s3, context=context, plan=plan)
@@ -215,14 +222,13 @@ class AwsE2E:
 
     def _reverify(self, s3: Any, context: Context, plan: Plan) -> list[OutputCheck]:
         """Check again the outputs of the steps a resumed run does not invoke, against the run it continues."""
-        previous = read_json(context.runs_dir / str(plan.resumed_from) / "run.json")
-        done = {s["step"]: s for s in previous["steps"] if s["status"] == "passed"}
+        previous = RunRecord.from_json(read_json(context.runs_dir / str(plan.resumed_from) / "run.json"))
+        done = {s.step: s for s in previous.steps if s.status == "passed"}
         checks = []
         for step in STEPS[: STEPS.index(plan.steps[0])]:
             if step not in done:
                 raise UsageError(f"--from {plan.steps[0]}: step {step} did not pass in run {plan.resumed_from}")
-            fields = {k: v for k, v in done[step].items() if k in StepResult.__dataclass_fields__}
-            result = StepResult(**fields)
+            result = done[step]
             started = datetime.fromisoformat(result.started_at)
             finished = datetime.fromisoformat(result.finished_at or result.started_at)
             for uris in verify.expected_outputs(self.settings, plan.env, plan.client_id, result, started, finished):

@@ -48,7 +48,8 @@ class LocalE2E:
 
     def run(self, context: Context) -> RunRecord:
         """Run the workflow for context under its run lock; the run is recorded whatever happens."""
-        record = new_record(context, "local", TARGET, None, {"client_id": context.client_id}, self.clock())
+        event = {"client_id": context.client_id}
+        record = new_record(context, "local", TARGET, None, event, self.clock(), self.settings.region)
         return recorded_run(self.store, context, record, self._run, self.clock)
 
     def _run(self, record: RunRecord, recorder: RunRecorder) -> RunRecord:
@@ -84,4 +85,5 @@ class LocalE2E:
 
 def tested_version(configuration: dict) -> dict:
     """What was tested: the code's digest, version and modification time."""
-    return {key: configuration.get(key) for key in ("CodeSha256", "Version", "LastModified", "Timeout", "MemorySize")}
+    keys = ("CodeSha256", "Version", "LastModified", "Timeout", "MemorySize", "Architectures")
+    return {key: configuration.get(key) for key in keys}

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -130,6 +131,7 @@ class LocalLambdaRuntime:
             "FunctionName": function.name,
             "FunctionArn": self.arn(function),
             "Runtime": RUNTIME,
+            "Architectures": ["arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"],
             "Handler": f"{function.handler.module}.{function.handler.function}",
             "CodeSha256": _code_sha256(source) if source.is_dir() else "",
             "Version": "$LATEST",

@@ -90,7 +90,14 @@ class RunRecorder:
 
 
 def new_record(
-    context: Context, env: str, target: str, endpoint: str | None, event: dict[str, Any], now: datetime, **extra: Any
+    context: Context,
+    env: str,
+    target: str,
+    endpoint: str | None,
+    event: dict[str, Any],
+    now: datetime,
+    region: str,
+    **extra: Any,
 ) -> RunRecord:
     """The record of a run that is starting."""
     return RunRecord(
@@ -104,6 +111,7 @@ def new_record(
         finished_at=None,
         config_sha256=context.config_sha256,
         event=event,
+        region=region,
         **extra,
     )
 

@@ -83,10 +83,23 @@ class RunRecord:
     exit_code: int | None = None
     functions: dict[str, Any] = field(default_factory=dict)
     resumed_from: str | None = None
+    region: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> RunRecord:
+        """Read a run.json back (keys this version does not know are ignored, missing ones take defaults)."""
+        fields = {k: v for k, v in document.items() if k in cls.__dataclass_fields__}
+        fields["steps"] = tuple(_known(StepResult, s) for s in document.get("steps") or ())
+        fields["outputs"] = tuple(_known(OutputCheck, o) for o in document.get("outputs") or ())
+        return cls(**fields)
+
+
+def _known(kind: Any, document: dict[str, Any]) -> Any:
+    return kind(**{k: v for k, v in document.items() if k in kind.__dataclass_fields__})
 
 
 def _body(payload: Any) -> Any:
