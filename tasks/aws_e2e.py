@@ -199,7 +199,7 @@ class AwsE2E:
         )
         record = runner.run(record, plan.functions, plan.steps)
         record = replace(record, outputs=(*reused, *record.outputs))
-        self._save_failed_logs(record, recorder.folder.path / "logs")
+        self._save_failed_logs(record, recorder.folder.logs)
         return record
 
     def _configurations(self, plan: Plan) -> dict[str, dict[str, Any] | None]:

@@ -48,9 +48,10 @@ def funnel(record: RunRecord) -> list[FunnelStage]:
     for label, step, key in FUNNEL:
         value = counts.get(step, {}).get(key)
         count = value if isinstance(value, int) else None
+        if count is not None and first is None:
+            first = count
         stages.append(FunnelStage(label, count, _rate(count, previous), _rate(count, first)))
         if count is not None:
-            first = count if first is None else first
             previous = count
     return stages
 

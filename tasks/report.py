@@ -1,92 +1,233 @@
-"""Render a RunRecord for people (Markdown). Pure: no AWS, no clock."""
+"""Render run records for people as Markdown: one run, a summary of contexts, a comparison. Pure: no AWS, no clock."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
+from tasks.figures import cost, funnel, total_seconds
 from tasks.workflow import RunRecord
 
 NA = "n/a"
+VERDICTS = {
+    "passed": "✅ PASSED",
+    "failed": "❌ FAILED",
+    "unknown": "❓ UNKNOWN",
+    "interrupted": "⏹ INTERRUPTED",
+    "running": "… RUNNING",
+}
 
 
-def _ms(value: float | None) -> str:
+@dataclass(frozen=True)
+class About:
+    """What a report says of the context beside the run itself."""
+
+    purpose: str = ""
+    template: str = ""
+    full_logs: tuple[tuple[str, str], ...] = ()  # (step, path of its saved CloudWatch log)
+
+
+NO_ABOUT = About()
+
+
+def ms(value: float | None) -> str:
     if value is None:
         return NA
     return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
 
 
-def _mb(used: int | None, size: int | None) -> str:
+def seconds(value: float | None) -> str:
+    return NA if value is None else f"{value:.2f} s"
+
+
+def memory(used: int | None, size: int | None) -> str:
     return f"{used if used is not None else NA} / {size if size is not None else NA} MB"
 
 
-def _size(size: int | None) -> str:
-    if size is None:
+def size(value: int | None) -> str:
+    if value is None:
         return NA
-    return f"{size / 1024:.1f} KiB" if size >= 1024 else f"{size} B"
+    return f"{value / 1024:.1f} KiB" if value >= 1024 else f"{value} B"
 
 
-def total_seconds(record: RunRecord) -> float | None:
-    if not record.finished_at:
-        return None
-    return (datetime.fromisoformat(record.finished_at) - datetime.fromisoformat(record.started_at)).total_seconds()
+def percent(value: float | None) -> str:
+    return NA if value is None else f"{value * 100:.0f} %"
 
 
-def _counts(counts: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in counts.items()) or NA
+def usd(value: float | None) -> str:
+    """Dollars with enough decimals to show sub-cent Lambda costs (two significant digits, at least 2 decimals)."""
+    if value is None:
+        return NA
+    if value >= 0.01 or value == 0:
+        return f"${value:.2f}"
+    digits = 1
+    while value * 10**digits < 10:
+        digits += 1
+    return f"${value:.{digits}f}"
 
 
-def render_markdown(record: RunRecord, purpose: str = "", template: str = "") -> str:
+def count(value: Any) -> str:
+    return NA if value is None else str(value)
+
+
+def verdict(record: RunRecord) -> str:
+    return VERDICTS.get(record.status, record.status.upper())
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "/")
+
+
+def render_markdown(record: RunRecord, about: About = NO_ABOUT) -> str:
     """The run's report.md."""
     total = total_seconds(record)
-    verdict = {
-        "passed": "✅ PASSED",
-        "failed": "❌ FAILED",
-        "unknown": "❓ UNKNOWN",
-        "interrupted": "⏹ INTERRUPTED",
-        "running": "… RUNNING",
-    }.get(record.status, record.status.upper())
     lines = [
-        f"# E2E run {record.run_id}: {verdict}",
+        f"# E2E run {record.run_id}: {verdict(record)}",
         "",
         "| | |",
         "|---|---|",
         f"| client_id | `{record.client_id}` |",
-        f"| purpose | {purpose.replace(chr(10), ' ').replace('|', '/') or NA} |",
-        f"| template | {template or NA} |",
+        f"| purpose | {_cell(about.purpose) or NA} |",
+        f"| template | {about.template or NA} |",
         f"| env | {record.env} |",
         f"| target | {record.target} |",
         f"| endpoint | {record.endpoint or 'AWS (default endpoints)'} |",
         f"| config sha256 | `{record.config_sha256 or NA}` |",
         f"| started | {record.started_at} |",
         f"| finished | {record.finished_at or NA} |",
-        f"| total | {f'{total:.2f} s' if total is not None else NA} |",
-        "",
-        "## Steps",
-        "",
-        "| # | step | function | status | duration | billed | init | memory used / size | request id | counts |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| total | {seconds(total)} |",
+    ]
+    if record.resumed_from:
+        lines.append(f"| resumed from | {record.resumed_from} |")
+    lines += ["", "## Steps", ""]
+    lines += [
+        "| # | step | function | status | duration | billed | init | memory used / size | request id |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for index, step in enumerate(record.steps, start=1):
         lines.append(
-            f"| {index} | {step.step} | `{step.function_name}` | {step.status} | {_ms(step.duration_ms)} | "
-            f"{_ms(step.billed_duration_ms)} | {_ms(step.init_duration_ms)} | "
-            f"{_mb(step.max_memory_used_mb, step.memory_size_mb)} | `{step.request_id or NA}` | "
-            f"{_counts(step.counts)} |"
+            f"| {index} | {step.step} | `{step.function_name}` | {step.status} | {ms(step.duration_ms)} | "
+            f"{ms(step.billed_duration_ms)} | {ms(step.init_duration_ms)} | "
+            f"{memory(step.max_memory_used_mb, step.memory_size_mb)} | `{step.request_id or NA}` |"
         )
+    lines += ["", "## Funnel", "", "| stage | items | of previous | of ingested |", "|---|---|---|---|"]
+    lines += [
+        f"| {s.label} | {count(s.count)} | {percent(s.of_previous)} | {percent(s.of_first)} |" for s in funnel(record)
+    ]
     lines += ["", "## Outputs verified", ""]
     if record.outputs:
         lines += ["| step | S3 object | size | ok |", "|---|---|---|---|"]
         lines += [
-            f"| {o.step} | `{o.uri}` | {_size(o.size)} | {'yes' if o.ok else 'NO: ' + (o.error or '')} |"
+            f"| {o.step} | `{o.uri}` | {size(o.size)} | {'yes' if o.ok else 'NO: ' + _cell(o.error or '')} |"
             for o in record.outputs
         ]
     else:
         lines.append("None.")
+    estimate = cost(record, record.region or "eu-west-3")
+    lines += ["", "## Estimated cost", "", "| step | architecture | GB-seconds | cost |", "|---|---|---|---|"]
+    lines += [
+        f"| {c.step} | {c.architecture} | {NA if c.gb_seconds is None else f'{c.gb_seconds:.4f}'} | {usd(c.usd)} |"
+        for c in estimate.steps
+    ]
+    lines += [f"| **total** | | | **{usd(estimate.usd)}** |", "", estimate.note]
     failed = [s for s in record.steps if s.status != "passed"]
     if record.error or failed:
         lines += ["", "## What went wrong", "", record.error or failed[0].error or NA]
         for step in failed:
             if step.log_tail:
-                lines += ["", f"Log tail of {step.function_name}:", "", "```", step.log_tail.rstrip(), "```"]
+                lines += ["", f"Log tail of `{step.function_name}`:", "", "```", step.log_tail.rstrip(), "```"]
+        for step, path in about.full_logs:
+            lines += ["", f"Full CloudWatch log of {step}: `{path}`"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ContextRow:
+    """One line of the summary of all contexts."""
+
+    client_id: str
+    purpose: str
+    status: str
+    envs: dict[str, str]
+    last: RunRecord | None
+
+
+def render_summary(rows: list[ContextRow]) -> str:
+    """A Markdown table of every context: status per env, last run, verdict, total time, cost."""
+    lines = [
+        "| client_id | purpose | status per env | last run | verdict | total | cost |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        envs = ", ".join(f"{env}: {status}" for env, status in sorted(row.envs.items())) or NA
+        last = row.last
+        lines.append(
+            f"| `{row.client_id}` | {_cell(row.purpose)[:60]} | {envs} | {last.run_id if last else NA} | "
+            f"{verdict(last) if last else NA} | {seconds(total_seconds(last)) if last else NA} | "
+            f"{usd(cost(last, last.region or 'eu-west-3').usd) if last else NA} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One run in a comparison, and the numbers compared."""
+
+    record: RunRecord
+    values: dict[str, float | None]
+
+
+STEP_ORDER = ("ingest", "normalize-score", "newsletter")
+
+
+def comparison(records: list[RunRecord]) -> tuple[list[str], list[Column]]:
+    """Row labels and one column per run: per-step durations, funnel counts and rates, total time, cost."""
+    labels = [f"{step} duration (ms)" for step in STEP_ORDER]
+    labels += [f"{s.label} (items)" for s in funnel(records[0])] if records else []
+    labels += ["matched / normalized (%)", "selected / ingested (%)", "total (s)", "cost (USD)"]
+    columns = []
+    for record in records:
+        durations = {s.step: s.duration_ms for s in record.steps}
+        stages = funnel(record)
+        values: dict[str, float | None] = {f"{step} duration (ms)": durations.get(step) for step in STEP_ORDER}
+        values |= {f"{s.label} (items)": s.count for s in stages}
+        matched, selected = stages[3], stages[4]
+        values["matched / normalized (%)"] = None if matched.of_previous is None else matched.of_previous * 100
+        values["selected / ingested (%)"] = None if selected.of_first is None else selected.of_first * 100
+        values["total (s)"] = total_seconds(record)
+        values["cost (USD)"] = cost(record, record.region or "eu-west-3").usd
+        columns.append(Column(record, values))
+    return labels, columns
+
+
+def number(value: float | None, label: str) -> str:
+    if value is None:
+        return NA
+    if label.startswith("cost"):
+        return f"{value:.6f}"
+    return f"{value:.0f}" if label.endswith("(items)") or label.endswith("(ms)") else f"{value:.1f}"
+
+
+def delta(value: float | None, base: float | None, label: str) -> str:
+    if value is None or base is None:
+        return ""
+    change = value - base
+    return f" ({'+' if change >= 0 else '-'}{number(abs(change), label)})"
+
+
+def render_compare(records: list[RunRecord]) -> str:
+    """Side by side, the latest run of each context, with deltas against the first."""
+    labels, columns = comparison(records)
+    head = "| | " + " | ".join(f"`{c.record.client_id}`" for c in columns) + " |"
+    lines = [head, "|---" * (len(columns) + 1) + "|"]
+    lines.append("| run | " + " | ".join(c.record.run_id for c in columns) + " |")
+    lines.append("| env | " + " | ".join(c.record.env for c in columns) + " |")
+    lines.append("| verdict | " + " | ".join(verdict(c.record) for c in columns) + " |")
+    for label in labels:
+        base = columns[0].values.get(label) if columns else None
+        cells = [
+            number(c.values.get(label), label) + (delta(c.values.get(label), base, label) if i else "")
+            for i, c in enumerate(columns)
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

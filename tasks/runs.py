@@ -12,8 +12,11 @@ from typing import Any
 from tasks.contexts import Context, ContextStore
 from tasks.errors import EXIT_INTERRUPTED, ToolkitError
 from tasks.files import run_lock, write_atomic, write_json
-from tasks.report import render_markdown
+from tasks.junit import render_junit
+from tasks.report import About, render_markdown
+from tasks.report_html import render_html
 from tasks.workflow import RunRecord
+from tasks.workflow_log import render_workflow_log
 
 
 def new_run_id(now: datetime, env: str) -> str:
@@ -36,8 +39,35 @@ class RunFolder:
         return self.path / "report.md"
 
     @property
+    def report_html(self) -> Path:
+        return self.path / "report.html"
+
+    @property
     def outputs(self) -> Path:
         return self.path / "outputs"
+
+    @property
+    def logs(self) -> Path:
+        """Full CloudWatch logs saved for failed steps, one <step>.log each."""
+        return self.path / "logs"
+
+    def full_logs(self) -> dict[str, Path]:
+        return {p.stem: p for p in sorted(self.logs.glob("*.log"))}
+
+
+def write_reports(folder: RunFolder, record: RunRecord, context: Context) -> list[Path]:
+    """Render report.md, report.html, junit.xml and workflow.log from the record; return their paths."""
+    logs = folder.full_logs()
+    about = About(context.purpose, context.template, tuple((step, str(path)) for step, path in logs.items()))
+    rendered = {
+        "report.md": render_markdown(record, about),
+        "report.html": render_html(record, about),
+        "junit.xml": render_junit(record),
+        "workflow.log": render_workflow_log(record, {s: p.read_text(errors="replace") for s, p in logs.items()}),
+    }
+    for name, text in rendered.items():
+        write_atomic(folder.path / name, text.encode("utf-8"))
+    return [folder.path / name for name in rendered]
 
 
 def _summary(record: RunRecord) -> dict[str, Any]:
@@ -67,11 +97,10 @@ class RunRecorder:
         self._record_in_context(record)
 
     def finish(self, record: RunRecord) -> None:
-        """Write the final run.json, report.md, and the context's records."""
+        """Write the final run.json and the reports rendered from it, then the context's records."""
         self.folder.path.mkdir(parents=True, exist_ok=True)
         write_json(self.folder.run_json, record.to_json())
-        report = render_markdown(record, self.context.purpose, self.context.template)
-        write_atomic(self.folder.report_md, report.encode("utf-8"))
+        write_reports(self.folder, record, self.context)
         self._record_in_context(record)
 
     def _record_in_context(self, record: RunRecord) -> None:
