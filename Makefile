@@ -7,13 +7,14 @@ VENV := .venv
 NOX := $(VENV)/bin/python -m nox --non-interactive -f noxfile.py
 TEMPLATE ?= lai_weekly
 # Free text reaches recipes through the environment only ("$$PURPOSE"), never spliced into a command line.
-export PURPOSE CLIENT_ID TEMPLATE PAYLOAD FROM CONFIRM_PROD
+export PURPOSE CLIENT_ID CLIENT_IDS TEMPLATE PAYLOAD FROM CONFIRM_PROD
 # ENV counts only when given on the command line (the shell's own ENV means something else): it becomes VECTORA_ENV.
 ifeq ($(origin ENV),command line)
 export VECTORA_ENV := $(ENV)
 endif
 FLAG_CLIENT = $(if $(CLIENT_ID),--client-id "$$CLIENT_ID")
 FLAG_DRY_RUN = $(if $(DRY_RUN),--dry-run)
+FLAG_ENV = $(if $(filter command line,$(origin ENV)),--env "$$VECTORA_ENV")
 export UV_COMPILE_BYTECODE := 1
 
 # The environment: one .venv with nox, the toolkit's dependencies and the test tools, rebuilt when pyproject.toml changes.
@@ -37,13 +38,23 @@ local-e2e: $(VENV)/.installed
 promote: $(VENV)/.installed
 	@$(NOX) -s promote -- $(FLAG_CLIENT) $(if $(FORCE),--force) $(FLAG_DRY_RUN) $(if $(PURPOSE),--purpose "$$PURPOSE")
 
-.PHONY: aws-e2e  ## invoke ENV's three Lambdas for a context: [CLIENT_ID=...] [PAYLOAD='{...}'] [FROM=step] [DRY_RUN=1]
+.PHONY: aws-e2e  ## invoke ENV's three Lambdas for a context: [CLIENT_ID=...] [PAYLOAD='{...}'] [FROM=step] [DRY_RUN=1] [PUBLISH=1]
 aws-e2e: $(VENV)/.installed
-	@$(NOX) -s e2e -- $(FLAG_CLIENT) $(if $(PAYLOAD),--payload "$$PAYLOAD") $(if $(FROM),--from "$$FROM") $(FLAG_DRY_RUN)
+	@$(NOX) -s e2e -- $(FLAG_CLIENT) $(if $(PAYLOAD),--payload "$$PAYLOAD") $(if $(FROM),--from "$$FROM") $(FLAG_DRY_RUN) $(if $(PUBLISH),--publish)
 
 .PHONY: local-aws  ## serve the embedded AWS (S3 + Lambda, every env's names) on 127.0.0.1 until Ctrl-C: [PORT=...]
 local-aws: $(VENV)/.installed
 	@$(NOX) -s local_aws -- $(if $(PORT),--port "$(PORT)")
+
+##@ Reports
+.PHONY: report  ## summary of all contexts, or CLIENT_ID=...'s latest run re-rendered: [JSON=1] [ENV=... reads published runs]
+report: $(VENV)/.installed
+	@$(NOX) -s report -- $(FLAG_CLIENT) $(if $(JSON),--json) $(FLAG_ENV)
+
+.PHONY: compare  ## side by side, the latest runs of CLIENT_IDS="lai_weekly_v11 lai_weekly_v12 ...", with deltas
+compare: $(VENV)/.installed
+	@test -n "$(CLIENT_IDS)" || { echo 'usage: make compare CLIENT_IDS="lai_weekly_v11 lai_weekly_v12"'; echo "exit 2: usage or bad input"; exit 2; }
+	@$(NOX) -s report -- compare $$CLIENT_IDS $(if $(JSON),--json) $(FLAG_ENV)
 
 ##@ Single tasks
 .PHONY: upload-config  ## upload CLIENT_ID's config to ENV's config bucket (diff, backup, conditional put): [DRY_RUN=1]

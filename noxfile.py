@@ -78,6 +78,12 @@ def rollback(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def report(session: nox.Session) -> None:
+    """Summarize contexts, re-render a run's reports (`-- --client-id ...`), or `-- compare A B ...`."""
+    _task(session, "report")
+
+
+@nox.session(default=False)
 def local_aws(session: nox.Session) -> None:
     """Serve the embedded AWS (S3 + Lambda) on 127.0.0.1 until Ctrl-C."""
     _task(session, "local-aws")

@@ -81,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     e2e.add_argument("--payload", default=None, help="extra event fields as JSON, e.g. '{\"period_days\": 7}'")
     e2e.add_argument("--from", dest="start", default=None, metavar="STEP", help=f"start at STEP ({', '.join(STEPS)})")
     e2e.add_argument("--dry-run", action="store_true", help="print what would be invoked and touched; do nothing")
+    e2e.add_argument("--publish", action="store_true", help="copy run.json and report.md to the env's data bucket")
+
+    report = commands.add_parser("report", help="re-render a run's reports, summarize contexts, or `compare A B ...`")
+    report.add_argument("words", nargs="*", metavar="compare CLIENT_ID ...", help="compare the latest runs of these")
+    report.add_argument("--client-id", default=None, help="re-render this context's latest run (default: summary)")
+    report.add_argument("--run-id", default=None, help="with --client-id: that run instead of the latest")
+    report.add_argument("--json", action="store_true", help="print the machine form")
+    report.add_argument("--env", default=None, help="also read the runs published to this env's data bucket")
+    report.add_argument("--profile", default=None, help="AWS profile for --env")
+    report.add_argument("--html", default=None, metavar="PATH", help="compare: write the HTML page here")
 
     local_aws = commands.add_parser("local-aws", help="serve the embedded AWS (S3 + Lambda) until Ctrl-C")
     local_aws.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default LOCAL_AWS_PORT, 0: any)")
@@ -177,9 +187,14 @@ def _print_progress(step: str, elapsed: float) -> None:
 
 
 def _finish_run(context: Context, record: RunRecord) -> int:
-    report = context.runs_dir / record.run_id / "report.md"
+    folder = context.runs_dir / record.run_id
     print(f"run {record.run_id}: {record.status}")
-    print(f"report: {os.path.relpath(report)}")
+    print(f"report: {os.path.relpath(folder / 'report.md')}")
+    print(f"html: {os.path.relpath(folder / 'report.html')}")
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file and (folder / "report.md").is_file():
+        with open(summary_file, "a", encoding="utf-8") as handle:
+            handle.write((folder / "report.md").read_text(encoding="utf-8") + "\n")
     if record.status != "passed" and record.error:
         print(f"error: {record.error}", file=sys.stderr)
     return record.exit_code if record.exit_code is not None else EXIT_PASSED
@@ -327,7 +342,70 @@ def _aws_e2e(args: argparse.Namespace) -> int:
         return EXIT_PASSED
     _confirm_prod(settings, args.yes, f"run the pipeline for {context.client_id}")
     print(f"context {context.client_id}: running the workflow on {flow.target()}", flush=True)
-    return _finish_run(context, flow.run(context, plan))
+    record = flow.run(context, plan)
+    if args.publish or settings.publish_runs:
+        from tasks.reports import publish
+        from tasks.runs import RunFolder
+
+        where = publish(factory.s3(), settings, record, RunFolder(context.runs_dir / record.run_id))
+        print(f"published: {where}")
+    return _finish_run(context, record)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tasks import reports
+    from tasks.report import render_compare, render_summary
+    from tasks.report_html import render_compare_html
+
+    settings = load_settings(ROOT, {"VECTORA_ENV": args.env, "AWS_PROFILE": args.profile})
+    store = _store(settings)
+    published = reports.published_runs(_factory(settings).s3(), settings) if args.env else []
+    if args.words:
+        if args.words[0] != "compare":
+            raise UsageError(f"unknown report action {args.words[0]!r}: use `report compare CLIENT_ID CLIENT_ID ...`")
+        records = reports.runs_to_compare(store, [validate_client_id(c) for c in args.words[1:]], published)
+        if args.json:
+            print(json.dumps([r.to_json() for r in records], indent=2, ensure_ascii=False))
+            return EXIT_PASSED
+        print(render_compare(records), end="")
+        html = (
+            Path(args.html)
+            if args.html
+            else settings.contexts_dir / "reports" / ("compare-" + "-".join(args.words[1:]) + ".html")
+        )
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_compare_html(records), encoding="utf-8")
+        print(f"html: {os.path.relpath(html)}")
+        return EXIT_PASSED
+    if args.client_id is not None:
+        record, paths = reports.rerender(store.load(validate_client_id(args.client_id)), args.run_id)
+        if args.json:
+            print(json.dumps(record.to_json(), indent=2, ensure_ascii=False))
+        else:
+            print(paths[0].read_text(encoding="utf-8"), end="")
+            print("rendered: " + ", ".join(os.path.relpath(p) for p in paths))
+        return EXIT_PASSED
+    rows = reports.summary(store, published)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "client_id": r.client_id,
+                        "purpose": r.purpose,
+                        "status": r.status,
+                        "envs": r.envs,
+                        "last_run": r.last.to_json() if r.last else None,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        print(render_summary(rows), end="")
+    return EXIT_PASSED
 
 
 def _local_aws(args: argparse.Namespace) -> int:
@@ -366,6 +444,7 @@ COMMANDS = {
     ("rollback", None): _rollback,
     ("aws-e2e", None): _aws_e2e,
     ("local-aws", None): _local_aws,
+    ("report", None): _report,
 }
 
 

@@ -173,6 +173,9 @@ class ContextStore:
     def path(self, client_id: str) -> Path:
         return self.root / validate_client_id(client_id)
 
+    def exists(self, client_id: str) -> bool:
+        return (self.path(client_id) / CONTEXT_FILE).is_file()
+
     def load(self, client_id: str) -> Context:
         path = self.path(client_id)
         try:

@@ -204,7 +204,7 @@ def number(value: float | None, label: str) -> str:
     if value is None:
         return NA
     if label.startswith("cost"):
-        return f"{value:.6f}"
+        return usd(value)
     return f"{value:.0f}" if label.endswith("(items)") or label.endswith("(ms)") else f"{value:.1f}"
 
 

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, str] = {
     "AWS_ENDPOINT_URL_LAMBDA": "",
     "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": "",
     "LOCAL_AWS_PORT": "0",
+    "PUBLISH_RUNS": "",
     "LOCAL_LAMBDA_TIMEOUT": "120",
     "LOCAL_LAMBDA_MEMORY": "512",
     "LOCAL_HANDLER_INGEST": "lambdas/ingest:handler.lambda_handler",
@@ -82,6 +83,7 @@ class Settings:
     allocation_envs: tuple[str, ...]
     endpoints: Mapping[str, str]
     local_aws_port: int
+    publish_runs: bool
     local_lambda_timeout: float
     local_lambda_memory_mb: int
     local_handlers: Mapping[str, HandlerSpec]
@@ -156,6 +158,10 @@ def handler_variable(step: str) -> str:
     return "LOCAL_HANDLER_" + step.upper().replace("-", "_")
 
 
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes")
+
+
 def _port_error(merged: Mapping[str, str]) -> int:
     raise ConfigError(f"LOCAL_AWS_PORT={merged['LOCAL_AWS_PORT']!r}: expected a port number (0 picks a free one)")
 
@@ -200,7 +206,8 @@ def load_settings(
         lambda_read_timeout=_number("LAMBDA_READ_TIMEOUT", merged["LAMBDA_READ_TIMEOUT"]),
         e2e_timeout=_number("E2E_TIMEOUT", merged["E2E_TIMEOUT"]),
         progress_interval=_number("PROGRESS_INTERVAL", merged["PROGRESS_INTERVAL"]),
-        confirm_prod=merged["CONFIRM_PROD"].lower() in ("1", "true", "yes"),
+        confirm_prod=_flag(merged["CONFIRM_PROD"]),
+        publish_runs=_flag(merged["PUBLISH_RUNS"]),
         allocation_envs=tuple(validate_env(e.strip()) for e in merged["ALLOCATION_ENVS"].split(",") if e.strip()),
         endpoints={
             service: merged[variable]

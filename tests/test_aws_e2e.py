@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -237,3 +237,20 @@ def test_a_long_step_reports_progress_while_it_runs(rig: Rig) -> None:
     assert rig.run(PROGRESS_INTERVAL="0.3").status == "passed"
     assert len(rig.ticks) >= 2 and {step for step, _ in rig.ticks} == {"normalize-score"}
     assert [round(t, 1) for _, t in rig.ticks] == sorted(round(t, 1) for _, t in rig.ticks)
+
+
+def test_a_published_run_is_read_back_by_summary_and_compare(rig: Rig) -> None:
+    from tasks import reports
+    from tasks.runs import RunFolder
+
+    record = rig.run()
+    prefix = reports.publish(rig.s3, rig.settings, record, RunFolder(rig.context.runs_dir / record.run_id))
+    assert prefix == f"s3://vectora-inbox-data-dev/e2e-runs/{rig.context.client_id}/{record.run_id}/"
+    published = reports.published_runs(rig.s3, rig.settings)
+    assert [r.run_id for r in published] == [record.run_id]
+    other = replace(published[0], client_id="lai_weekly_v99", run_id="elsewhere")
+    rows = reports.summary(rig.store, [*published, other])
+    assert [r.client_id for r in rows] == [rig.context.client_id, "lai_weekly_v99"]
+    assert rows[1].last.run_id == "elsewhere"
+    compared = reports.runs_to_compare(rig.store, [rig.context.client_id, "lai_weekly_v99"], [other])
+    assert [r.run_id for r in compared] == [record.run_id, "elsewhere"]

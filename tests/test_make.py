@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,12 @@ def make(clone: Path, *args: str, **variables: str) -> subprocess.CompletedProce
 
 
 def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
-    result = make(clone, "local-e2e", PURPOSE='check "quotes"\nand a second line')
+    result = make(
+        clone,
+        "local-e2e",
+        PURPOSE='check "quotes"\nand a second line',
+        GITHUB_STEP_SUMMARY=str(clone / "step-summary.md"),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "context lai_weekly_v1" in result.stdout
     for index, step in enumerate(("ingest", "normalize-score", "newsletter"), start=1):
@@ -56,6 +62,11 @@ def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
     assert "## " in newsletter and newsletter.count("### ") >= 3
     context = json.loads((clone / "contexts" / "lai_weekly_v1" / "context.json").read_text())
     assert context["purpose"] == 'check "quotes"\nand a second line'
+    for name in ("run.json", "report.md", "report.html", "junit.xml", "workflow.log"):
+        assert (report.parent / name).stat().st_size > 0
+    suite = ET.parse(report.parent / "junit.xml").getroot().find("testsuite")
+    assert len(suite.findall("testcase")) == 3 + 5 and suite.get("failures") == "0"
+    assert "# E2E run" in (clone / "step-summary.md").read_text()  # GITHUB_STEP_SUMMARY got the report
 
 
 def test_make_local_e2e_with_client_id_reruns_that_context(clone: Path) -> None:
@@ -134,3 +145,23 @@ def test_promote_then_aws_e2e_against_make_local_aws(clone: Path) -> None:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
     assert server.returncode == 0
+
+
+def test_make_report_summarizes_rerenders_and_compares(clone: Path) -> None:
+    assert make(clone, "local-e2e", PURPOSE="second context").returncode == 0
+    summary = make(clone, "report")
+    assert summary.returncode == 0, summary.stderr
+    assert "| `lai_weekly_v1` |" in summary.stdout and "✅ PASSED" in summary.stdout
+    run_dir = next((clone / "contexts" / "lai_weekly_v1" / "runs").iterdir())
+    (run_dir / "report.html").unlink()
+    rendered = make(clone, "report", "CLIENT_ID=lai_weekly_v1")
+    assert rendered.returncode == 0 and "# E2E run" in rendered.stdout
+    assert any((p / "report.html").is_file() for p in (clone / "contexts" / "lai_weekly_v1" / "runs").iterdir())
+    versions = [int(p.name.rsplit("_v", 1)[1]) for p in (clone / "contexts").iterdir() if p.name.startswith("lai_")]
+    newest = f"lai_weekly_v{max(versions)}"
+    compared = make(clone, "compare", f"CLIENT_IDS=lai_weekly_v1 {newest}")
+    assert compared.returncode == 0, compared.stderr
+    assert f"| | `lai_weekly_v1` | `{newest}` |" in compared.stdout
+    assert "(+" in compared.stdout or "(-" in compared.stdout
+    as_json = make(clone, "report", "JSON=1")
+    assert json.loads(as_json.stdout[as_json.stdout.index("[") :])[0]["client_id"] == "lai_weekly_v1"

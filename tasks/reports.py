@@ -1,0 +1,122 @@
+"""The report commands: re-render a run's reports, summarize all contexts, compare runs, publish runs to S3."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from tasks.aws import aws_errors
+from tasks.contexts import Context, ContextStore
+from tasks.errors import UsageError
+from tasks.files import read_json
+from tasks.report import ContextRow
+from tasks.runs import RunFolder, write_reports
+from tasks.settings import Settings
+from tasks.workflow import RunRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+PUBLISHED_PREFIX = "e2e-runs"
+PUBLISHED_FILES = ("run.json", "report.md")
+
+
+def load_run(context: Context, run_id: str) -> RunRecord | None:
+    """A run of context from its run.json, or None when its folder is gone (deleted by hand)."""
+    path = RunFolder(context.runs_dir / run_id).run_json
+    return RunRecord.from_json(read_json(path)) if path.is_file() else None
+
+
+def latest_run(context: Context, env: str | None = None) -> RunRecord | None:
+    """The context's most recent run (on env, if given) whose folder still exists."""
+    for summary in reversed(context.runs):
+        if env is None or summary["env"] == env:
+            record = load_run(context, summary["run_id"])
+            if record is not None:
+                return record
+    return None
+
+
+def rerender(context: Context, run_id: str | None = None) -> tuple[RunRecord, list[Path]]:
+    """Render again the reports of one run (the latest by default) from its run.json."""
+    record = load_run(context, run_id) if run_id else latest_run(context)
+    if record is None:
+        which = f"run {run_id}" if run_id else "any run"
+        raise UsageError(f"{context.client_id} has no {which} with a run.json (`make contexts` shows its runs)")
+    return record, write_reports(RunFolder(context.runs_dir / record.run_id), record, context)
+
+
+def _newest(records: list[RunRecord | None]) -> RunRecord | None:
+    known = [r for r in records if r is not None]
+    return max(known, key=lambda r: r.started_at) if known else None
+
+
+def summary(store: ContextStore, published: Sequence[RunRecord] = ()) -> list[ContextRow]:
+    """One row per context (local, or known only from published runs): status per env and its latest run."""
+    rows = []
+    for context in store.list():
+        envs = {"local": context.local["last_run"]["status"]} if context.local else {}
+        envs |= {env: r["last_run"]["status"] for env, r in context.envs.items() if r.get("last_run")}
+        theirs = [r for r in published if r.client_id == context.client_id]
+        rows.append(
+            ContextRow(
+                context.client_id, context.purpose, context.status, envs, _newest([latest_run(context), *theirs])
+            )
+        )
+    local_ids = {row.client_id for row in rows}
+    for client_id in sorted({r.client_id for r in published} - local_ids):
+        last = _newest([r for r in published if r.client_id == client_id])
+        assert last is not None
+        rows.append(
+            ContextRow(client_id, "(published run; no local context)", last.status, {last.env: last.status}, last)
+        )
+    return rows
+
+
+def runs_to_compare(store: ContextStore, client_ids: list[str], published: Sequence[RunRecord]) -> list[RunRecord]:
+    """The latest run of each client_id, local or published, in the order given."""
+    if len(client_ids) < 2:
+        raise UsageError("compare needs at least two client_ids, e.g. compare lai_weekly_v11 lai_weekly_v12")
+    records = []
+    for client_id in client_ids:
+        local = latest_run(store.load(client_id)) if store.exists(client_id) else None
+        newest = _newest([local, *(r for r in published if r.client_id == client_id)])
+        if newest is None:
+            raise UsageError(f"{client_id} has no run to compare (no local context or published run)")
+        records.append(newest)
+    return records
+
+
+def publish(s3: S3Client, settings: Settings, record: RunRecord, folder: RunFolder) -> str:
+    """Copy run.json and report.md to the env's data bucket; return the S3 prefix."""
+    bucket = settings.data_bucket(record.env)
+    prefix = f"{PUBLISHED_PREFIX}/{record.client_id}/{record.run_id}/"
+    with aws_errors("s3:PutObject", f"s3://{bucket}/{prefix}"):
+        for name in PUBLISHED_FILES:
+            s3.put_object(Bucket=bucket, Key=prefix + name, Body=(folder.path / name).read_bytes())
+    return f"s3://{bucket}/{prefix}"
+
+
+def published_runs(s3: S3Client, settings: Settings, client_id: str | None = None) -> list[RunRecord]:
+    """Runs published to the env's data bucket (all clients, or one)."""
+    bucket = settings.data_bucket()
+    prefix = f"{PUBLISHED_PREFIX}/{client_id}/" if client_id else f"{PUBLISHED_PREFIX}/"
+    records = []
+    with aws_errors("s3:ListBucket", f"s3://{bucket}/{prefix}"):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith("/run.json"):
+                    records.append(_published(s3, bucket, item["Key"]))
+    return [r for r in records if r is not None]
+
+
+def _published(s3: S3Client, bucket: str, key: str) -> RunRecord | None:
+    try:
+        document: Any = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return RunRecord.from_json(document)
+    except (ClientError, ValueError, TypeError):
+        return None

@@ -1,0 +1,278 @@
+"""Report rendering (pure) on run records built from the real answers, and the report commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+import zlib
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.aws import Invocation
+from tasks.figures import cost, funnel
+from tasks.junit import render_junit
+from tasks.report import About, ContextRow, render_compare, render_markdown, render_summary
+from tasks.report_html import render_compare_html, render_html
+from tasks.workflow import OutputCheck, RunRecord, StepResult, step_result
+from tasks.workflow_log import render_workflow_log
+from tests.conftest import FIXTURES
+
+START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def report_line(duration: float, memory: int, used: int, init: float | None = None) -> str:
+    line = (
+        f"REPORT RequestId: r\tDuration: {duration} ms\tBilled Duration: {int(duration) + 1} ms\t"
+        f"Memory Size: {memory} MB\tMax Memory Used: {used} MB\t"
+    )
+    return line + (f"Init Duration: {init} ms\t" if init else "")
+
+
+def answer(name: str) -> Any:
+    return json.loads((FIXTURES / "responses" / name).read_text())
+
+
+NEWSLETTER_OK = {"statusCode": 200, "body": {"status": "success", "items_selected": 3, "s3_paths": {}}}
+
+
+def real_record(scale: float = 1.0, selected: int = 3) -> RunRecord:
+    """A run built from the real ingest and normalize-score answers (and a newsletter answer like the real outputs)."""
+    answers = [
+        ("ingest", answer("ingest_ok.json"), report_line(18350 * scale, 512, 120, 850.5)),
+        ("normalize-score", answer("normalize_score_ok.json"), report_line(83723 * scale, 1024, 300)),
+        (
+            "newsletter",
+            {**NEWSLETTER_OK, "body": {**NEWSLETTER_OK["body"], "items_selected": selected}},
+            report_line(9000 * scale, 512, 150),
+        ),
+    ]
+    steps, at = [], START
+    for step, payload, log in answers:
+        invocation = Invocation(f"vectora-inbox-{step}-v2-dev", 200, None, payload, log, f"req-{step}", "$LATEST")
+        duration = timedelta(milliseconds=float(log.split("Duration: ")[1].split(" ms")[0]) + 400)
+        steps.append(step_result(step, invocation, at, at + duration))
+        at += duration + timedelta(milliseconds=50)
+    outputs = (OutputCheck("ingest", "s3://vectora-inbox-data-dev/ingested/x/items.json", 12860, True),)
+    return RunRecord(
+        "20261126T080000Z-dev-abcd",
+        "lai_weekly_v4",
+        "dev",
+        "AWS dev (eu-west-3)",
+        None,
+        "passed",
+        START.isoformat(),
+        at.isoformat(),
+        "ab" * 32,
+        {"client_id": "lai_weekly_v4"},
+        tuple(steps),
+        outputs,
+        exit_code=0,
+        region="eu-west-3",
+        functions={"normalize-score": {"Architectures": ["arm64"]}},
+    )
+
+
+def failed_record() -> RunRecord:
+    record = real_record()
+    broken = replace(
+        record.steps[1],
+        status="failed",
+        error="boom: FunctionError Unhandled",
+        log_tail="START\nTraceback: boom\nEND\n",
+        counts={},
+        billed_duration_ms=None,
+    )
+    return replace(record, status="failed", steps=(record.steps[0], broken), error=broken.error, exit_code=1)
+
+
+def test_the_funnel_comes_from_the_real_answers_with_rates() -> None:
+    stages = {s.label: s for s in funnel(real_record())}
+    assert [stages[k].count for k in ("ingested", "final after dedup", "normalized", "matched", "selected")] == [
+        16,
+        15,
+        15,
+        0,
+        3,
+    ]
+    assert stages["final after dedup"].of_previous == pytest.approx(15 / 16)
+    assert stages["matched"].of_first == 0 and stages["ingested"].of_first == 1
+
+
+def test_cost_is_requests_plus_billed_gb_seconds_at_each_architecture_price() -> None:
+    estimate = cost(real_record(), "eu-west-3")
+    normalize = next(c for c in estimate.steps if c.step == "normalize-score")
+    assert normalize.architecture == "arm64"
+    assert normalize.gb_seconds == pytest.approx(83.724 * 1.0)
+    assert normalize.usd == pytest.approx(0.2e-6 + 83.724 * 0.0000133334)
+    assert estimate.usd == pytest.approx(sum(c.usd for c in estimate.steps))
+    assert (
+        "Lambda cost only; Bedrock not included" in estimate.note and "aws.amazon.com/lambda/pricing" in estimate.note
+    )
+
+
+def test_markdown_report_shows_units_funnel_cost_and_context() -> None:
+    text = render_markdown(real_record(), About("compare matching fix", "lai_weekly"))
+    assert "✅ PASSED" in text and "compare matching fix" in text and "| template | lai_weekly |" in text
+    assert "| 2 | normalize-score | `vectora-inbox-normalize-score-v2-dev` | passed | 83.72 s | 83.72 s | n/a |" in text
+    assert "| 300 / 1024 MB |" in text
+    assert "| matched | 0 | 0 % | 0 % |" in text
+    assert "12.6 KiB" in text and "## Estimated cost" in text
+
+
+def test_a_failed_run_shows_its_error_and_log_tail_and_na_for_missing_metrics() -> None:
+    text = render_markdown(failed_record(), About(full_logs=(("normalize-score", "logs/normalize-score.log"),)))
+    assert "❌ FAILED" in text and "boom: FunctionError Unhandled" in text and "Traceback: boom" in text
+    assert "| selected | n/a | n/a | n/a |" in text
+    assert "Full CloudWatch log of normalize-score: `logs/normalize-score.log`" in text
+
+
+def test_a_record_with_nothing_known_renders_everywhere() -> None:
+    empty = RunRecord(
+        "r",
+        "x_v1",
+        "dev",
+        "t",
+        None,
+        "unknown",
+        START.isoformat(),
+        None,
+        None,
+        {},
+        (StepResult("ingest", "fn", "unknown", START.isoformat()),),
+    )
+    for text in (render_markdown(empty), render_html(empty), render_junit(empty), render_workflow_log(empty)):
+        assert text
+    assert "n/a" in render_markdown(empty)
+
+
+def test_junit_has_a_testcase_per_step_and_check_and_marks_failures() -> None:
+    root = ET.fromstring(render_junit(failed_record()))
+    suite = root.find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name").split(" (")[0] for c in cases][:3] == [
+        "step 1 ingest",
+        "step 2 normalize-score",
+        "step 3 newsletter",
+    ]
+    assert len(cases) == 3 + 1 and suite.get("tests") == "4"
+    assert (suite.get("failures"), suite.get("skipped")) == ("1", "1")
+    assert "boom" in cases[1].find("failure").get("message")
+    assert cases[2].find("skipped") is not None
+    assert all(float(c.get("time")) >= 0 for c in cases) and float(suite.get("time")) > 0
+
+
+class PageParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bars: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "g" and found.get("class") == "timeline-bar":
+            self.bars.append(found["data-step"] or "")
+        self.links += [v or "" for k, v in attrs if k in ("src", "href")]
+
+
+def test_the_html_page_has_one_timeline_bar_per_step_and_no_external_asset() -> None:
+    page = render_html(real_record(), About("a <b>purpose</b>", "lai_weekly"))
+    parser = PageParser()
+    parser.feed(page)
+    assert parser.bars == ["ingest", "normalize-score", "newsletter"]
+    assert all(not link.startswith(("http:", "https:", "//")) for link in parser.links)
+    assert "<b>purpose</b>" not in page and "&lt;b&gt;purpose" in page
+    assert 'class="init"' in page  # the cold start is shaded apart
+
+
+def png_colours(path: Path) -> int:
+    """How many distinct byte values the PNG's decoded pixel rows hold: 1-2 for a blank page, many for content."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, at = b"", 8
+    while at < len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        if data[at + 4 : at + 8] == b"IDAT":
+            chunks += data[at + 8 : at + 8 + length]
+        at += 12 + length
+    return len(set(zlib.decompress(chunks)))
+
+
+def test_the_html_page_renders_in_a_headless_browser(tmp_path: Path) -> None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run installs it")
+        pytest.skip("no chromium on this machine: `apt-get install chromium` to run the browser check")
+    page = tmp_path / "report.html"
+    page.write_text(render_html(real_record(), About("browser check", "lai_weekly")))
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,1400",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.stat().st_size > 20_000
+    assert png_colours(shot) > 50
+
+
+def test_the_workflow_log_holds_each_steps_log_in_order() -> None:
+    log = render_workflow_log(failed_record(), {"normalize-score": "full cloudwatch line\n"})
+    lines = log.splitlines()
+    assert "started" in lines[0] and "failed (exit 1)" in lines[-1]
+    assert [i for i, line in enumerate(lines) if "invoking" in line] == sorted(
+        i for i, line in enumerate(lines) if "invoking" in line
+    )
+    assert any("[cloudwatch] | full cloudwatch line" in line for line in lines)
+    assert any("ingest [tail] | REPORT" in line for line in lines)
+
+
+def test_compare_shows_the_runs_side_by_side_with_deltas_against_the_first() -> None:
+    records = [
+        replace(real_record(scale), client_id=f"lai_weekly_v{n}") for n, scale in ((11, 1.0), (12, 0.5), (13, 2.0))
+    ]
+    records[2] = replace(real_record(2.0, selected=5), client_id="lai_weekly_v13")
+    text = render_compare(records)
+    assert "| | `lai_weekly_v11` | `lai_weekly_v12` | `lai_weekly_v13` |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| normalize-score duration (ms)"))
+    assert row == "| normalize-score duration (ms) | 83723 | 41862 (-41862) | 167446 (+83723) |"
+    assert "| selected (items) | 3 | 3 (+0) | 5 (+2) |" in text
+    assert "lai_weekly_v13" in render_compare_html(records)
+
+
+def test_the_summary_lists_each_context_with_its_envs() -> None:
+    text = render_summary(
+        [
+            ContextRow("lai_weekly_v4", "p", "passed", {"local": "passed", "dev": "failed"}, real_record()),
+            ContextRow("lai_weekly_v5", "q", "new", {}, None),
+        ]
+    )
+    assert "| `lai_weekly_v4` | p | dev: failed, local: passed | 20261126T080000Z-dev-abcd | ✅ PASSED |" in text
+    assert "| `lai_weekly_v5` | q | n/a | n/a | n/a | n/a | n/a |" in text
+
+
+def test_a_record_round_trips_through_run_json() -> None:
+    record = failed_record()
+    assert RunRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
