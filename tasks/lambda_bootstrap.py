@@ -32,13 +32,14 @@ class LambdaContext:
 
 
 def _error(err: BaseException, error_type: str) -> dict:
+    frames = err.__traceback__.tb_next if err.__traceback__ else None  # hide this bootstrap's frame, as Lambda does
     print(f"[ERROR] {error_type}: {err}", file=sys.stderr)
-    traceback.print_exc()
+    traceback.print_exception(type(err), err, frames, file=sys.stderr)
     return {
         "errorMessage": str(err),
         "errorType": error_type,
         "requestId": os.environ["VECTORA_LOCAL_REQUEST_ID"],
-        "stackTrace": traceback.format_tb(err.__traceback__),
+        "stackTrace": traceback.format_tb(frames),
     }
 
 
