@@ -87,4 +87,4 @@ lint: $(VENV)/.installed
 
 .PHONY: help  ## list the targets
 help:
-	@awk 'BEGIN {FS = "##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^\.PHONY: .*##/ {split($$1, t, ": "); printf "  %-14s %s\n", t[2], $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = "##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^\.PHONY: .*##/ {split($$1, t, ": "); name = t[2]; gsub(/ +$$/, "", name); sub(/^ +/, "", $$2); printf "  %-14s %s\n", name, $$2}' $(MAKEFILE_LIST)
