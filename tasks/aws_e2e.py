@@ -159,7 +159,7 @@ class AwsE2E:
         )
         record = replace(record, config_sha256=remote.sha256)
         body = functools.partial(self._run, s3=s3, context=context, plan=plan)
-        return recorded_run(self.store, context, record, body, self.clock)
+        return recorded_run(self.store, context, record, body, self.clock, self.settings.secrets)
 
     def _run(self, record: RunRecord, recorder: RunRecorder, s3: Any, context: Context, plan: Plan) -> RunRecord:
         settings = self.settings

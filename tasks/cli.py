@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from tasks.contexts import Context, ContextStore, validate_client_id
 from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, EXIT_USAGE, ToolkitError, UsageError
 from tasks.files import lock_held
+from tasks.secrets import RedactingStream
 from tasks.settings import STEPS, Settings, load_settings
 from tasks.workflow import RunRecord, StepResult
 
@@ -434,6 +435,16 @@ def _local_aws(args: argparse.Namespace) -> int:
     return EXIT_PASSED
 
 
+def _mask_secrets_in_output() -> None:
+    """Mask the values of secret-named variables (.env and environment) in everything this process prints."""
+    try:
+        secrets = load_settings(ROOT).secrets
+    except ToolkitError:
+        return  # the command reports the broken setting itself
+    sys.stdout = RedactingStream(sys.stdout, secrets)  # type: ignore[assignment]
+    sys.stderr = RedactingStream(sys.stderr, secrets)  # type: ignore[assignment]
+
+
 COMMANDS = {
     ("context", "new"): _context_new,
     ("context", "list"): _context_list,
@@ -453,6 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     handler = COMMANDS[(args.command, getattr(args, "context_command", None))]
+    _mask_secrets_in_output()
     try:
         code = handler(args)
     except ToolkitError as err:

@@ -47,6 +47,16 @@ def check_required_keys(document: Mapping[str, Any], path: Path) -> None:
             node = node[part]
 
 
+def read_config(path: Path, client_id: str) -> bytes:
+    """A context's client config, checked before use: valid YAML, the required keys, its own client_id."""
+    document = load_yaml(path)
+    check_required_keys(document, path)
+    found = document["client_profile"]["client_id"]
+    if found != client_id:
+        raise ConfigError(f"{path}: client_profile.client_id is {found!r}, expected {client_id!r}")
+    return path.read_bytes()
+
+
 def _fill(node: Any, values: Mapping[str, str], path: Path) -> Any:
     if isinstance(node, dict):
         return {key: _fill(value, values, path) for key, value in node.items()}

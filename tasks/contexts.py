@@ -68,6 +68,10 @@ class Context:
     def config_path(self) -> Path:
         return self.path / CONFIG_FILE
 
+    def read_config(self) -> bytes:
+        """The config's bytes, after checking it parses and has the keys the pipeline needs."""
+        return client_config.read_config(self.config_path, self.client_id)
+
     @property
     def runs_dir(self) -> Path:
         return self.path / "runs"

@@ -48,13 +48,14 @@ class LocalE2E:
 
     def run(self, context: Context) -> RunRecord:
         """Run the workflow for context under its run lock; the run is recorded whatever happens."""
+        context.read_config()  # a broken config is refused before anything is recorded
         event = {"client_id": context.client_id}
         record = new_record(context, "local", TARGET, None, event, self.clock(), self.settings.region)
-        return recorded_run(self.store, context, record, self._run, self.clock)
+        return recorded_run(self.store, context, record, self._run, self.clock, self.settings.secrets)
 
     def _run(self, record: RunRecord, recorder: RunRecorder) -> RunRecord:
         settings = self.settings
-        config = recorder.context.config_path.read_bytes()
+        config = recorder.context.read_config()
         with EmbeddedAws(settings).running() as endpoint:
             record = replace(record, endpoint=endpoint)
             factory = aws.ClientFactory.local(settings.region, endpoint)

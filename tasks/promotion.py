@@ -63,7 +63,7 @@ class ConfigFlows:
             self.s3,
             self.settings.config_bucket(),
             self.settings.config_key(context.client_id),
-            context.config_path.read_bytes(),
+            context.read_config(),
             _written(context, env),
         )
         if dry_run:

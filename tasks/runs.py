@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ from tasks.files import run_lock, write_atomic, write_json
 from tasks.junit import render_junit
 from tasks.report import About, render_markdown
 from tasks.report_html import render_html
+from tasks.secrets import redact
 from tasks.workflow import RunRecord
 from tasks.workflow_log import render_workflow_log
 
@@ -85,19 +87,26 @@ def _summary(record: RunRecord) -> dict[str, Any]:
 class RunRecorder:
     """Writes a run's record to its folder and to its context, each write atomic."""
 
-    def __init__(self, store: ContextStore, context: Context, record: RunRecord) -> None:
+    def __init__(self, store: ContextStore, context: Context, record: RunRecord, secrets: tuple[str, ...] = ()) -> None:
         self.store = store
         self.context = context
         self.folder = RunFolder(context.runs_dir / record.run_id)
+        self.secrets = secrets
+
+    def _masked(self, record: RunRecord) -> RunRecord:
+        """The record with every secret value masked (in errors, bodies, log tails...), as it is written."""
+        return RunRecord.from_json(json.loads(redact(json.dumps(record.to_json()), self.secrets)))
 
     def start(self, record: RunRecord) -> None:
         """Create the folder and record the run as running."""
+        record = self._masked(record)
         self.folder.path.mkdir(parents=True)
         write_json(self.folder.run_json, record.to_json())
         self._record_in_context(record)
 
     def finish(self, record: RunRecord) -> None:
         """Write the final run.json and the reports rendered from it, then the context's records."""
+        record = self._masked(record)
         self.folder.path.mkdir(parents=True, exist_ok=True)
         write_json(self.folder.run_json, record.to_json())
         write_reports(self.folder, record, self.context)
@@ -151,10 +160,11 @@ def recorded_run(
     record: RunRecord,
     body: Callable[[RunRecord, RunRecorder], RunRecord],
     clock: Callable[[], datetime],
+    secrets: tuple[str, ...] = (),
 ) -> RunRecord:
     """Run body under the context's run lock; the run is recorded at start and at the end, whatever happens."""
     with run_lock(context.path / ".run.lock", f"context {context.client_id}"):
-        recorder = RunRecorder(store, context, record)
+        recorder = RunRecorder(store, context, record, secrets)
         recorder.start(record)
         try:
             record = body(record, recorder)

@@ -14,6 +14,7 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
 from tasks.errors import ConfigError, UsageError
+from tasks.secrets import secret_values
 
 ENVS = ("local", "dev", "stage", "prod")
 STEPS = ("ingest", "normalize-score", "newsletter")
@@ -89,6 +90,7 @@ class Settings:
     local_handlers: Mapping[str, HandlerSpec]
     local_lambda_layers: tuple[Path, ...]
     local_canonical_dir: Path
+    secrets: tuple[str, ...] = ()
 
     def function_name(self, step: str, env: str | None = None) -> str:
         return self.function_name_template.format(step=step, env=env or self.env)
@@ -208,6 +210,7 @@ def load_settings(
         progress_interval=_number("PROGRESS_INTERVAL", merged["PROGRESS_INTERVAL"]),
         confirm_prod=_flag(merged["CONFIRM_PROD"]),
         publish_runs=_flag(merged["PUBLISH_RUNS"]),
+        secrets=secret_values([dotenv, environ], not_secret=DEFAULTS),
         allocation_envs=tuple(validate_env(e.strip()) for e in merged["ALLOCATION_ENVS"].split(",") if e.strip()),
         endpoints={
             service: merged[variable]
