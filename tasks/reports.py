@@ -45,8 +45,10 @@ def rerender(context: Context, run_id: str | None = None) -> tuple[RunRecord, li
     """Render again the reports of one run (the latest by default) from its run.json."""
     record = load_run(context, run_id) if run_id else latest_run(context)
     if record is None:
-        which = f"run {run_id}" if run_id else "any run"
-        raise UsageError(f"{context.client_id} has no {which} with a run.json (`make contexts` shows its runs)")
+        which = f"run {run_id}" if run_id else "run"
+        raise UsageError(
+            f"{context.client_id} has no {which} with a run.json (deleted by hand?): `make contexts` shows its runs"
+        )
     return record, write_reports(RunFolder(context.runs_dir / record.run_id), record, context)
 
 

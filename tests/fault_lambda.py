@@ -57,13 +57,13 @@ class FaultLambda:
                 return step
         return None
 
-    def _outputs(self, step: str, client_id: str) -> dict[str, Any]:
-        """Write the step's outputs to S3 and return its answer body, shaped like the real ones."""
+    def _outputs(self, step: str, client_id: str, body: bytes = b"[{}]") -> dict[str, Any]:
+        """Write the step's outputs (body in each) to S3 and return its answer body, shaped like the real ones."""
         day = datetime.now(UTC).strftime("%Y/%m/%d")
         data, newsletters = f"vectora-inbox-data-{self.env}", f"vectora-inbox-newsletters-{self.env}"
         if step == "ingest":
             key = f"ingested/{client_id}/{day}/items.json"
-            self.s3.put_object(Bucket=data, Key=key, Body=b"[{}]")
+            self.s3.put_object(Bucket=data, Key=key, Body=body)
             return {
                 "status": "success",
                 "items_ingested": 16,
@@ -72,7 +72,7 @@ class FaultLambda:
             }
         if step == "normalize-score":
             key = f"curated/{client_id}/{day}/items.json"
-            self.s3.put_object(Bucket=data, Key=key, Body=b"[{}]")
+            self.s3.put_object(Bucket=data, Key=key, Body=body)
             return {
                 "status": "completed",
                 "output_path": key,
@@ -81,7 +81,7 @@ class FaultLambda:
         paths = {}
         for kind, file in (("markdown", "newsletter.md"), ("json", "newsletter.json"), ("manifest", "manifest.json")):
             key = f"{client_id}/{day}/{file}"
-            self.s3.put_object(Bucket=newsletters, Key=key, Body=b"# x")
+            self.s3.put_object(Bucket=newsletters, Key=key, Body=body)
             paths[kind] = f"s3://{newsletters}/{key}"
         return {"status": "success", "items_selected": 3, "s3_paths": paths}
 
@@ -136,6 +136,10 @@ class FaultLambda:
                     return self._error(500, "ServiceException", "internal error")
                 if behaviour == "denied":
                     return self._error(403, "AccessDeniedException", "not authorized to invoke")
+                if behaviour == "expired":
+                    return self._error(
+                        403, "ExpiredTokenException", "The security token included in the request is expired"
+                    )
                 fault.executions[name] += 1
                 fault.events.append({"function": name, **event})
                 if behaviour == "reset":
@@ -148,6 +152,8 @@ class FaultLambda:
                 error = None
                 if behaviour in ("ok", "slow"):
                     payload = {"statusCode": 200, "body": fault._outputs(step, event["client_id"])}
+                elif behaviour == "empty_outputs":
+                    payload = {"statusCode": 200, "body": fault._outputs(step, event["client_id"], b"")}
                 elif behaviour == "no_outputs":
                     payload = {"statusCode": 200, "body": {"status": "success", "items_final": 1}}
                 elif behaviour == "unhandled":

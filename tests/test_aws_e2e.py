@@ -116,6 +116,7 @@ def test_a_healthy_pipeline_passes_with_one_execution_per_function(rig: Rig) -> 
         ("newsletter", "no_items", "no_items"),
         ("normalize-score", "lambda_timeout", "Task timed out"),
         ("ingest", "no_outputs", "not found"),
+        ("newsletter", "empty_outputs", "is empty"),
     ],
 )
 def test_a_failing_step_stops_the_run_with_exit_1(rig: Rig, step: str, behaviour: str, message: str) -> None:
@@ -174,10 +175,16 @@ def test_a_missing_function_is_exit_3_and_named(rig: Rig) -> None:
     assert sum(rig.fault.executions.values()) == 0
 
 
-def test_access_denied_on_invoke_is_exit_3(rig: Rig) -> None:
-    rig.fault.script("ingest", "denied")
+@pytest.mark.parametrize(
+    ("behaviour", "message"),
+    [("denied", "access denied: lambda:InvokeFunction"), ("expired", "AWS rejected the credentials")],
+)
+def test_access_denied_or_expired_credentials_on_invoke_is_exit_3(rig: Rig, behaviour: str, message: str) -> None:
+    rig.fault.script("ingest", behaviour)
     record = rig.run()
-    assert record.exit_code == 3 and "access denied: lambda:InvokeFunction" in record.error
+    assert (record.status, record.exit_code) == ("failed", 3) and message in record.error
+    assert run_json(rig, record.run_id)["exit_code"] == 3
+    assert sum(rig.fault.executions.values()) == 0
 
 
 def test_an_output_left_by_an_earlier_run_does_not_pass(rig: Rig) -> None:
