@@ -7,7 +7,7 @@ VENV := .venv
 NOX := $(VENV)/bin/python -m nox --non-interactive -f noxfile.py
 TEMPLATE ?= lai_weekly
 # Free text reaches recipes through the environment only ("$$PURPOSE"), never spliced into a command line.
-export PURPOSE CLIENT_ID CLIENT_IDS TEMPLATE PAYLOAD FROM CONFIRM_PROD
+export PURPOSE CLIENT_ID CLIENT_IDS TEMPLATE PAYLOAD FROM CONFIRM_PROD PARALLEL PORT
 # ENV counts only when given on the command line (the shell's own ENV means something else): it becomes VECTORA_ENV.
 ifeq ($(origin ENV),command line)
 export VECTORA_ENV := $(ENV)
@@ -38,13 +38,13 @@ local-e2e: $(VENV)/.installed
 promote: $(VENV)/.installed
 	@$(NOX) -s promote -- $(FLAG_CLIENT) $(if $(FORCE),--force) $(FLAG_DRY_RUN) $(if $(PURPOSE),--purpose "$$PURPOSE")
 
-.PHONY: aws-e2e  ## invoke ENV's three Lambdas for a context: [CLIENT_ID=...] [PAYLOAD='{...}'] [FROM=step] [DRY_RUN=1] [PUBLISH=1]
+.PHONY: aws-e2e  ## invoke ENV's three Lambdas: [CLIENT_ID=... | CLIENT_IDS="a b" [PARALLEL=4]] [PAYLOAD='{...}'] [FROM=step] [DRY_RUN=1] [PUBLISH=1]
 aws-e2e: $(VENV)/.installed
-	@$(NOX) -s e2e -- $(FLAG_CLIENT) $(if $(PAYLOAD),--payload "$$PAYLOAD") $(if $(FROM),--from "$$FROM") $(FLAG_DRY_RUN) $(if $(PUBLISH),--publish)
+	@$(NOX) -s e2e -- $(FLAG_CLIENT) $(if $(CLIENT_IDS),--client-ids $$CLIENT_IDS) $(if $(PARALLEL),--parallel "$$PARALLEL") $(if $(PAYLOAD),--payload "$$PAYLOAD") $(if $(FROM),--from "$$FROM") $(FLAG_DRY_RUN) $(if $(PUBLISH),--publish)
 
 .PHONY: local-aws  ## serve the embedded AWS (S3 + Lambda, every env's names) on 127.0.0.1 until Ctrl-C: [PORT=...]
 local-aws: $(VENV)/.installed
-	@$(NOX) -s local_aws -- $(if $(PORT),--port "$(PORT)")
+	@$(NOX) -s local_aws -- $(if $(PORT),--port "$$PORT")
 
 ##@ Reports
 .PHONY: report  ## summary of all contexts, or CLIENT_ID=...'s latest run re-rendered: [JSON=1] [ENV=... reads published runs]

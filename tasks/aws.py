@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -96,6 +97,7 @@ class ClientFactory:
         self.region = region
         self.profile = profile
         self.endpoints = dict(endpoints or {})
+        self._lock = threading.Lock()  # a boto3 session is not thread-safe; the clients it makes are
         try:
             if local_credentials:
                 self.session = _isolated_session(region)
@@ -115,19 +117,22 @@ class ClientFactory:
     def _endpoint(self, service: str) -> str | None:
         return self.endpoints.get(service) or self.endpoints.get("*")
 
+    def _client(self, service: str, config: Config | None = None) -> Any:
+        with self._lock:
+            return self.session.client(service, endpoint_url=self._endpoint(service), config=config)
+
     def s3(self) -> S3Client:
-        config = Config(retries={"mode": "standard", "max_attempts": 3})
-        return self.session.client("s3", endpoint_url=self._endpoint("s3"), config=config)
+        return self._client("s3", Config(retries={"mode": "standard", "max_attempts": 3}))
 
     def logs(self) -> CloudWatchLogsClient:
-        return self.session.client("logs", endpoint_url=self._endpoint("logs"))
+        return self._client("logs")
 
     def lambda_(self, read_timeout: float = 60) -> LambdaClient:
         """A Lambda client that waits read_timeout for an answer and never retries an invoke by itself."""
         config = Config(
             read_timeout=read_timeout, connect_timeout=10, tcp_keepalive=True, retries={"total_max_attempts": 1}
         )
-        return self.session.client("lambda", endpoint_url=self._endpoint("lambda"), config=config)
+        return self._client("lambda", config)
 
 
 def _code(err: ClientError) -> tuple[str, str, int]:

@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e2e = commands.add_parser("aws-e2e", help="invoke an env's three Lambdas in order, verify outputs, record")
     _env_options(e2e)
+    e2e.add_argument("--client-ids", nargs="+", default=None, metavar="CLIENT_ID", help="run several contexts")
+    e2e.add_argument("--parallel", type=int, default=4, metavar="K", help="with --client-ids: K at a time (default 4)")
     e2e.add_argument("--payload", default=None, help="extra event fields as JSON, e.g. '{\"period_days\": 7}'")
     e2e.add_argument("--from", dest="start", default=None, metavar="STEP", help=f"start at STEP ({', '.join(STEPS)})")
     e2e.add_argument("--dry-run", action="store_true", help="print what would be invoked and touched; do nothing")
@@ -172,32 +174,33 @@ def _context_show(args: argparse.Namespace) -> int:
 # --- runs ----------------------------------------------------------------------------------------------------------
 
 
-def _print_step(index: int, total: int, result: StepResult) -> None:
+def _print_step(index: int, total: int, result: StepResult, prefix: str = "") -> None:
     seconds = f"{result.wall_ms / 1000:.2f} s" if result.wall_ms is not None else "n/a"
     counts = " ".join(f"{key}={value}" for key, value in result.counts.items())
     print(
-        f"step {index}/{total} {result.step:<16} {result.function_name:<42} {result.status:<8} {seconds:>8}  {counts}",
+        f"{prefix}step {index}/{total} {result.step:<16} {result.function_name:<42} {result.status:<8} {seconds:>8}  "
+        f"{counts}",
         flush=True,
     )
     if result.error:
-        print(f"    {result.error}", flush=True)
+        print(f"{prefix}    {result.error}", flush=True)
 
 
-def _print_progress(step: str, elapsed: float) -> None:
-    print(f"    ... {step} still running ({elapsed:.0f} s)", flush=True)
+def _print_progress(step: str, elapsed: float, prefix: str = "") -> None:
+    print(f"{prefix}    ... {step} still running ({elapsed:.0f} s)", flush=True)
 
 
-def _finish_run(context: Context, record: RunRecord) -> int:
+def _finish_run(context: Context, record: RunRecord, prefix: str = "") -> int:
     folder = context.runs_dir / record.run_id
-    print(f"run {record.run_id}: {record.status}")
-    print(f"report: {os.path.relpath(folder / 'report.md')}")
-    print(f"html: {os.path.relpath(folder / 'report.html')}")
+    print(f"{prefix}run {record.run_id}: {record.status}")
+    print(f"{prefix}report: {os.path.relpath(folder / 'report.md')}")
+    print(f"{prefix}html: {os.path.relpath(folder / 'report.html')}", flush=True)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file and (folder / "report.md").is_file():
         with open(summary_file, "a", encoding="utf-8") as handle:
             handle.write((folder / "report.md").read_text(encoding="utf-8") + "\n")
     if record.status != "passed" and record.error:
-        print(f"error: {record.error}", file=sys.stderr)
+        print(f"{prefix}error: {record.error}", file=sys.stderr, flush=True)
     return record.exit_code if record.exit_code is not None else EXIT_PASSED
 
 
@@ -328,29 +331,82 @@ def _promotion_time(env: str) -> Callable[[Context], str | None]:
 
 
 def _aws_e2e(args: argparse.Namespace) -> int:
-    from tasks.aws_e2e import AwsE2E, parse_payload
+    from tasks.aws_e2e import parse_payload
+    from tasks.parallel import run_bounded, worst
 
     settings = _env_settings(args)
-    context = _context_for(
-        settings, args.client_id, lambda cs: _latest(cs, _promotion_time(settings.env), f"promoted to {settings.env}")
-    )
-    factory = None if args.dry_run else _factory(settings)  # a dry run makes no AWS call: no credentials needed
-    flow = AwsE2E(settings, _store(settings), factory, _clock(), _print_step, _print_progress)
-    plan = flow.plan(context, args.start, parse_payload(args.payload, context.client_id))
-    if args.dry_run:
-        print(json.dumps(plan.__dict__, indent=2))
+    store = _store(settings)
+    if args.client_ids:
+        contexts = [store.load(validate_client_id(c)) for c in dict.fromkeys(args.client_ids)]
+    else:
+        promoted = _promotion_time(settings.env)
+        contexts = [
+            _context_for(settings, args.client_id, lambda cs: _latest(cs, promoted, f"promoted to {settings.env}"))
+        ]
+    payloads = {c.client_id: parse_payload(args.payload, c.client_id) for c in contexts}
+    if args.dry_run:  # a dry run makes no AWS call: no credentials needed
+        for context in contexts:
+            print(
+                json.dumps(
+                    _e2e_flow(settings, None, "").plan(context, args.start, payloads[context.client_id]).__dict__,
+                    indent=2,
+                )
+            )
         print("dry run: nothing invoked")
         return EXIT_PASSED
-    _confirm_prod(settings, args.yes, f"run the pipeline for {context.client_id}")
-    print(f"context {context.client_id}: running the workflow on {flow.target()}", flush=True)
-    record = flow.run(context, plan)
-    if args.publish or settings.publish_runs:
-        from tasks.reports import publish
-        from tasks.runs import RunFolder
+    _confirm_prod(settings, args.yes, "run the pipeline for " + ", ".join(c.client_id for c in contexts))
+    factory = _factory(settings)
+    if len(contexts) == 1:
+        return _run_on_env(settings, factory, contexts[0], args, payloads[contexts[0].client_id], "")
+    parallel = max(1, min(args.parallel, len(contexts)))
+    print(f"{len(contexts)} clients on {settings.env}, {parallel} at a time", flush=True)
+    codes = run_bounded(
+        [
+            lambda c=c: _run_on_env(settings, factory, c, args, payloads[c.client_id], f"[{c.client_id}] ")
+            for c in contexts
+        ],
+        parallel,
+    )
+    print("summary:")
+    for context, code in zip(contexts, codes, strict=True):
+        print(f"  {context.client_id:<22} exit {code}: {EXIT_MEANINGS.get(code, 'failed')}")
+    return worst(codes)
 
-        where = publish(factory.s3(), settings, record, RunFolder(context.runs_dir / record.run_id))
-        print(f"published: {where}")
-    return _finish_run(context, record)
+
+def _e2e_flow(settings: Settings, factory: Any, prefix: str) -> Any:
+    from tasks.aws_e2e import AwsE2E
+
+    return AwsE2E(
+        settings,
+        _store(settings),
+        factory,
+        _clock(),
+        lambda index, total, result: _print_step(index, total, result, prefix),
+        lambda step, elapsed: _print_progress(step, elapsed, prefix),
+    )
+
+
+def _run_on_env(
+    settings: Settings, factory: Any, context: Context, args: argparse.Namespace, payload: dict[str, Any], prefix: str
+) -> int:
+    """Run one context's workflow on the env; return its exit code (errors are printed, not raised, with prefix)."""
+    try:
+        flow = _e2e_flow(settings, factory, prefix)
+        plan = flow.plan(context, args.start, payload)
+        print(f"{prefix}context {context.client_id}: running the workflow on {flow.target()}", flush=True)
+        record = flow.run(context, plan)
+        if args.publish or settings.publish_runs:
+            from tasks.reports import publish
+            from tasks.runs import RunFolder
+
+            where = publish(factory.s3(), settings, record, RunFolder(context.runs_dir / record.run_id))
+            print(f"{prefix}published: {where}")
+        return _finish_run(context, record, prefix)
+    except ToolkitError as err:
+        if not prefix:
+            raise
+        print(f"{prefix}error: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -29,6 +29,8 @@ class FaultLambda:
         self.requests: Counter[str] = Counter()
         self.events: list[dict[str, Any]] = []
         self.config_denied = False
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.slow_seconds = 3.0
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -147,7 +149,12 @@ class FaultLambda:
                     self.close_connection = True
                     return None
                 if behaviour == "slow":
+                    with fault._lock:
+                        fault.in_flight += 1
+                        fault.max_in_flight = max(fault.max_in_flight, fault.in_flight)
                     time.sleep(fault.slow_seconds)
+                    with fault._lock:
+                        fault.in_flight -= 1
                 payload: Any
                 error = None
                 if behaviour in ("ok", "slow"):

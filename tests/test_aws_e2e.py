@@ -17,7 +17,7 @@ from tasks.contexts import Context, ContextStore
 from tasks.errors import UsageError
 from tasks.local_aws import EmbeddedAws, seed
 from tasks.settings import Settings
-from tests.conftest import settings_for
+from tests.conftest import run_tasks, safe_environ, settings_for
 from tests.fault_lambda import FaultLambda
 
 STEPS = ("ingest", "normalize-score", "newsletter")
@@ -261,3 +261,33 @@ def test_a_published_run_is_read_back_by_summary_and_compare(rig: Rig) -> None:
     assert rows[1].last.run_id == "elsewhere"
     compared = reports.runs_to_compare(rig.store, [rig.context.client_id, "lai_weekly_v99"], [other])
     assert [r.run_id for r in compared] == [record.run_id, "elsewhere"]
+
+
+def test_many_clients_run_concurrently_each_in_order_with_one_exit_code(rig: Rig) -> None:
+    contexts = [rig.store.create("lai_weekly", f"client {n}", datetime.now(UTC)) for n in range(3)]
+    for context in contexts[:2]:  # the third is not promoted: it fails alone, the others pass
+        rig.s3.put_object(
+            Bucket="vectora-inbox-config-dev",
+            Key=f"clients/{context.client_id}.yaml",
+            Body=context.config_path.read_bytes(),
+        )
+    rig.fault.slow_seconds = 0.3
+    for step in STEPS:
+        rig.fault.script(step, "slow")
+    ids = [rig.context.client_id, *(c.client_id for c in contexts)]
+    result = run_tasks(
+        safe_environ(CONTEXTS_DIR=str(rig.settings.contexts_dir), **rig.env),
+        "aws-e2e",
+        "--client-ids",
+        *ids,
+        "--parallel",
+        "4",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"[{contexts[2].client_id}] error: " in result.stderr and "promote the context first" in result.stderr
+    assert [rig.executions(s) for s in STEPS] == [3, 3, 3]
+    assert rig.fault.max_in_flight >= 2  # clients overlapped
+    assert result.stdout.count("exit 0: passed") == 3 and "exit 2: usage or bad input" in result.stdout
+    for client_id in ids[:3]:
+        order = [e["function"] for e in rig.fault.events if e["client_id"] == client_id]
+        assert order == [rig.fault.name(s) for s in STEPS]  # each client's steps strictly in order

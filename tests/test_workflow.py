@@ -166,3 +166,13 @@ def test_an_interrupt_is_recorded_as_interrupted_with_exit_130() -> None:
     record, _ = run({"ingest": OK, "normalize-score": KeyboardInterrupt(), "newsletter": OK})
     assert (record.status, record.exit_code) == ("interrupted", 130)
     assert "may still complete" in record.steps[1].error
+
+
+@pytest.mark.parametrize(
+    ("codes", "expected"),
+    [([0, 0], 0), ([0, 1, 4], 4), ([1, 4, 3], 3), ([3, 130, 1], 130), ([1, 2], 2), ([], 0)],
+)
+def test_the_worst_exit_code_wins(codes: list[int], expected: int) -> None:
+    from tasks.parallel import worst
+
+    assert worst(codes) == expected
