@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from botocore.exceptions import (
 
 from tasks.errors import EnvironmentProblem, OutcomeUnknown, StepFailed, ToolkitError
 from tasks.lambda_log import decode_log_tail
+from tasks.workflow import Invocation
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -53,20 +53,6 @@ BAD_CREDENTIALS = {
     "InvalidAccessKeyId",
 }
 THROTTLED = {"TooManyRequestsException", "ThrottlingException", "Throttling", "SlowDown"}
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """One Invoke call's answer, as received."""
-
-    function_name: str
-    status_code: int
-    function_error: str | None
-    payload: Any
-    log_tail: str
-    request_id: str | None
-    executed_version: str | None
-    attempts: int = 1
 
 
 def _isolated_session(region: str) -> boto3.session.Session:

@@ -22,7 +22,7 @@ from tasks.files import read_json, write_atomic
 from tasks.local_e2e import tested_version
 from tasks.runs import RunRecorder, new_record, recorded_run
 from tasks.settings import STEPS, Settings
-from tasks.workflow import OutputCheck, Runner, RunRecord, StepResult
+from tasks.workflow import Invocation, OutputCheck, Runner, RunRecord, StepResult
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ class AwsE2E:
                 exit_code=1,
             )
 
-        def invoke(step: str, name: str, event: dict[str, Any]) -> aws.Invocation:
+        def invoke(step: str, name: str, event: dict[str, Any]) -> Invocation:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise StepFailed(

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tasks.contexts import Context, ContextStore, validate_client_id
+from tasks.contexts import Context, ContextStore, default_purpose, utc_now, validate_client_id
 from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, EXIT_USAGE, ToolkitError, UsageError
 from tasks.files import lock_held
 from tasks.secrets import RedactingStream
@@ -109,7 +109,9 @@ def _store(settings: Settings | None = None) -> ContextStore:
 
 def _other_versions(settings: Settings, template: str) -> list[int]:
     """Versions of template used in the S3 history of the envs named by ALLOCATION_ENVS."""
-    from tasks import config_upload
+    if not settings.allocation_envs:
+        return []
+    from tasks import config_upload  # boto3 only when needed: `context new` stays fast
 
     found: list[int] = []
     for env in settings.allocation_envs:
@@ -119,8 +121,6 @@ def _other_versions(settings: Settings, template: str) -> list[int]:
 
 
 def _create_context(settings: Settings, template: str, purpose: str | None) -> Context:
-    from tasks.local_e2e import default_purpose, utc_now
-
     now = utc_now()
     store = _store(settings)
     store.template_path(template)
@@ -258,12 +258,6 @@ def _context_for(settings: Settings, client_id: str | None, default: Callable[[l
     return store.load(validate_client_id(client_id)) if client_id is not None else default(store.list())
 
 
-def _clock() -> Any:
-    from tasks.local_e2e import utc_now
-
-    return utc_now
-
-
 def _show_plan(outcome: Any, dry_run: bool) -> None:
     plan = outcome.plan
     if plan.action == "update":
@@ -284,7 +278,7 @@ def _show_plan(outcome: Any, dry_run: bool) -> None:
 def _config_flows(settings: Settings) -> Any:
     from tasks.promotion import ConfigFlows
 
-    return ConfigFlows(settings, _store(settings), _factory(settings).s3(), _clock())
+    return ConfigFlows(settings, _store(settings), _factory(settings).s3(), utc_now)
 
 
 def _upload_config(args: argparse.Namespace) -> int:
@@ -380,7 +374,7 @@ def _e2e_flow(settings: Settings, factory: Any, prefix: str) -> Any:
         settings,
         _store(settings),
         factory,
-        _clock(),
+        utc_now,
         lambda index, total, result: _print_step(index, total, result, prefix),
         lambda step, elapsed: _print_progress(step, elapsed, prefix),
     )

@@ -13,7 +13,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,14 @@ TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_CLIENT_ID = 64
 CONTEXT_FILE = "context.json"
 CONFIG_FILE = "client_config.yaml"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_purpose(now: datetime) -> str:
+    return f"local E2E run of {now:%Y-%m-%d %H:%M} UTC"
 
 
 def validate_client_id(client_id: str) -> str:

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 from tasks import aws, verify
-from tasks.contexts import Context, ContextStore
+from tasks.contexts import Context, ContextStore, default_purpose, utc_now
 from tasks.local_aws import EmbeddedAws, seed
 from tasks.runs import RunRecorder, new_record, recorded_run
 from tasks.settings import STEPS, Settings
 from tasks.workflow import Runner, RunRecord, StepResult
 
 TARGET = "embedded AWS (moto S3 + local Lambda runtime)"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def default_purpose(now: datetime) -> str:
-    return f"local E2E run of {now:%Y-%m-%d %H:%M} UTC"
 
 
 class LocalE2E:

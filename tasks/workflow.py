@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from tasks.aws import Invocation
 from tasks.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PASSED, EXIT_UNKNOWN, OutcomeUnknown, ToolkitError
 from tasks.lambda_log import parse_report
 from tasks.settings import STEPS
@@ -24,6 +23,20 @@ KEY_COUNTS = {
     "normalize-score": ("items_input", "items_normalized", "items_matched", "items_scored"),
     "newsletter": ("items_selected",),
 }
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One Invoke call's answer, as received."""
+
+    function_name: str
+    status_code: int
+    function_error: str | None
+    payload: Any
+    log_tail: str
+    request_id: str | None
+    executed_version: str | None
+    attempts: int = 1
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,11 @@ from typing import Any
 
 import pytest
 
-from tasks.aws import Invocation
 from tasks.figures import cost, funnel
 from tasks.junit import render_junit
 from tasks.report import About, ContextRow, render_compare, render_markdown, render_summary
 from tasks.report_html import render_compare_html, render_html
-from tasks.workflow import OutputCheck, RunRecord, StepResult, step_result
+from tasks.workflow import Invocation, OutputCheck, RunRecord, StepResult, step_result
 from tasks.workflow_log import render_workflow_log
 from tests.conftest import FIXTURES
 

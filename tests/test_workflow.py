@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from tasks.aws import Invocation
 from tasks.errors import OutcomeUnknown
 from tasks.lambda_log import decode_log_tail, parse_report
-from tasks.workflow import OutputCheck, Runner, RunRecord, StepResult, judge, step_result
+from tasks.workflow import Invocation, OutputCheck, Runner, RunRecord, StepResult, judge, step_result
 from tests.conftest import FIXTURES
 
 REPORT = (
