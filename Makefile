@@ -7,7 +7,7 @@ VENV := .venv
 NOX := $(VENV)/bin/python -m nox --non-interactive -f noxfile.py
 TEMPLATE ?= lai_weekly
 # Free text reaches recipes through the environment only ("$$PURPOSE"), never spliced into a command line.
-export PURPOSE CLIENT_ID CLIENT_IDS TEMPLATE PAYLOAD FROM CONFIRM_PROD PARALLEL PORT
+export PURPOSE CLIENT_ID CLIENT_IDS TEMPLATE PAYLOAD FROM CONFIRM_PROD PARALLEL PORT RUNS ONLY
 # ENV counts only when given on the command line (the shell's own ENV means something else): it becomes VECTORA_ENV.
 ifeq ($(origin ENV),command line)
 export VECTORA_ENV := $(ENV)
@@ -84,6 +84,10 @@ test: $(VENV)/.installed
 .PHONY: lint  ## run ruff (lint rules and formatting)
 lint: $(VENV)/.installed
 	@$(NOX) -s lint
+
+.PHONY: bench  ## measure the toolkit's overhead against floors, with PASS/FAIL (a few minutes): [RUNS=5] [ONLY=1,4]
+bench: $(VENV)/.installed
+	@$(NOX) -s bench -- $(if $(RUNS),--runs "$$RUNS") $(if $(ONLY),--only "$$ONLY")
 
 .PHONY: help  ## list the targets
 help:

@@ -101,6 +101,12 @@ def tests(session: nox.Session) -> None:
     _call(session, "-m", "pytest", *session.posargs)
 
 
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Measure the toolkit's overhead against floors measured side by side (`-- --runs 5 --only 1,4`)."""
+    _call(session, "-m", "benchmarks.bench", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Run ruff: lint rules and formatting."""

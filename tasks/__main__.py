@@ -1,7 +1,12 @@
 """`python -m tasks`: the toolkit's command line."""
 
+import os
 import sys
 
 from tasks.cli import main
 
-sys.exit(main())
+code = main()
+sys.stdout.flush()
+sys.stderr.flush()
+# Skip the interpreter's teardown (about 0.1 s with boto3 and moto loaded): every file is written and closed by now.
+os._exit(code)

@@ -12,6 +12,8 @@ import yaml
 
 from tasks.errors import ConfigError
 
+# libyaml's safe loader when PyYAML was built with it (5-10x faster), else the pure-Python one: same results.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 PLACEHOLDERS = ("CLIENT_ID", "NAME", "CONTEXT_ID", "PURPOSE", "ENVIRONMENT", "DATE", "PROMOTED_FROM")
 # Dotted paths every client config must have, for the sample pipeline and the real one alike.
@@ -25,7 +27,7 @@ def sha256(data: bytes) -> str:
 def load_yaml(path: Path) -> dict[str, Any]:
     """Parse a YAML mapping, naming the file (and line) when it is not one."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

@@ -41,8 +41,31 @@ DEFAULT_WEIGHTS = {
 SIGNAL_WEIGHTS = {"technologies": 0.4, "companies": 0.25, "molecules": 0.2, "trademarks": 0.25}
 
 
-def _found(terms: list[str], text: str) -> list[str]:
-    return sorted({t for t in terms if re.search(rf"(?<!\w){re.escape(t.lower())}(?!\w)", text)})
+class Terms:
+    """A list of terms, each compiled once; finds which of them a lower-case text mentions as whole words."""
+
+    def __init__(self, terms: list[str]) -> None:
+        self.terms = [(t, t.lower(), re.compile(rf"(?<!\w){re.escape(t.lower())}(?!\w)")) for t in terms]
+
+    def found(self, text: str) -> list[str]:
+        return sorted({term for term, lower, pattern in self.terms if lower in text and pattern.search(text)})
+
+
+class DomainMatcher:
+    """A watch domain's scopes, compiled once for all items."""
+
+    def __init__(self, domain: dict, scopes: dict) -> None:
+        self.id = domain["id"]
+        technology = scopes.get(domain.get("technology_scope"), {})
+        self.negative = Terms(technology.get("negative_terms", []))
+        self.kinds = {
+            "companies": Terms(scopes.get(domain.get("company_scope"), [])),
+            "molecules": Terms(scopes.get(domain.get("molecule_scope"), [])),
+            "technologies": Terms(
+                [t for key, values in technology.items() if key not in ("_metadata", "negative_terms") for t in values]
+            ),
+            "trademarks": Terms(scopes.get(domain.get("trademark_scope"), [])),
+        }
 
 
 def _scopes(bucket: str) -> dict:
@@ -52,35 +75,23 @@ def _scopes(bucket: str) -> dict:
     return scopes
 
 
-def _technology_terms(scope: dict) -> tuple[list[str], list[str]]:
-    negative = scope.get("negative_terms", [])
-    terms = [t for key, values in scope.items() if key not in ("_metadata", "negative_terms") for t in values]
-    return terms, negative
-
-
 def _classify(text: str) -> tuple[str, float]:
     hits = {kind: sum(word in text for word in words) for kind, words in EVENT_KEYWORDS.items()}
     kind, count = max(hits.items(), key=lambda pair: pair[1])
     return (kind, min(0.5 + 0.15 * count, 0.95)) if count else ("other", 0.3)
 
 
-def _process(item: dict, domains: list[dict], scopes: dict, config: dict, today: date) -> dict:
+def _process(item: dict, matchers: list[DomainMatcher], scopes: dict, config: dict, today: date) -> dict:
     text = f"{item['title']} {item['content']}".lower()
     entities = {"companies": set(), "molecules": set(), "technologies": set(), "trademarks": set()}
     relevance, negatives = {}, []
-    for domain in domains:
-        tech_terms, negative = _technology_terms(scopes.get(domain.get("technology_scope"), {}))
-        found = {
-            "companies": _found(scopes.get(domain.get("company_scope"), []), text),
-            "molecules": _found(scopes.get(domain.get("molecule_scope"), []), text),
-            "technologies": _found(tech_terms, text),
-            "trademarks": _found(scopes.get(domain.get("trademark_scope"), []), text),
-        }
-        negatives += _found(negative, text)
+    for matcher in matchers:
+        found = {kind: terms.found(text) for kind, terms in matcher.kinds.items()}
+        negatives += matcher.negative.found(text)
         for kind, values in found.items():
             entities[kind].update(values)
         score = round(min(1.0, sum(SIGNAL_WEIGHTS[k] for k, v in found.items() if v)), 2)
-        relevance[domain["id"]] = {
+        relevance[matcher.id] = {
             "score": score,
             "confidence": "high" if score >= 0.6 else "medium" if score >= 0.3 else "low",
             "matched_entities": found,
@@ -135,8 +146,10 @@ def lambda_handler(event, context):
         return answer({"client_id": client_id, "status": "error", "error": "no ingested items; run ingest first"})
     items = read_json(data_bucket, latest)
     domains = [d for d in config.get("watch_domains", []) if d.get("enabled", True)]
+    scopes = _scopes(os.environ["CONFIG_BUCKET"])
+    matchers = [DomainMatcher(domain, scopes) for domain in domains]
     when = now()
-    curated = [_process(item, domains, _scopes(os.environ["CONFIG_BUCKET"]), config, when.date()) for item in items]
+    curated = [_process(item, matchers, scopes, config, when.date()) for item in items]
     output_path = f"curated/{client_id}/{dated_prefix(when)}/items.json"
     write_json(data_bucket, output_path, curated)
     scores = [i["scoring_results"]["final_score"] for i in curated]

@@ -1,0 +1,23 @@
+"""The benchmark's smoke run: every target measured once on small inputs (no verdicts: timings are not tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO, safe_environ
+
+
+def test_the_benchmark_runs_every_target_once() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--smoke"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=safe_environ(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0] for line in result.stdout.splitlines()[1:]}
+    assert rows == {"1a", "1b", "2", "4a", "4b", "5a", "5b"}
+    assert all(line.endswith("(smoke)") for line in result.stdout.splitlines()[1:])
