@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,3 +86,26 @@ def embedded(settings: Settings) -> Iterator[str]:
     """A running embedded AWS with the sample pipeline; yields its endpoint."""
     with EmbeddedAws(settings).running() as endpoint:
         yield endpoint
+
+
+@pytest.fixture
+def slow_handler(tmp_path: Path) -> Path:
+    """A handler folder whose handler writes its pid to `pid` beside it, then sleeps for a minute."""
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "handler.py").write_text(
+        "import os, time, pathlib\n"
+        "def lambda_handler(event, context):\n"
+        "    pathlib.Path(__file__).with_name('pid').write_text(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+    )
+    return folder
+
+
+def start_and_wait_for_handler(env: dict[str, str], folder: Path, **streams: int) -> tuple[subprocess.Popen, int]:
+    """Start `python -m tasks local-e2e`; return it and the slow handler's pid once that handler runs."""
+    child = subprocess.Popen([sys.executable, "-m", "tasks", "local-e2e"], cwd=REPO, env=env, text=True, **streams)
+    deadline = time.monotonic() + 60
+    while not (folder / "pid").exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    return child, int((folder / "pid").read_text())

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_tasks, safe_environ
+from tests.conftest import run_tasks, safe_environ, start_and_wait_for_handler
 
 
 def tasks(contexts_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -63,29 +63,6 @@ def test_debug_shows_the_traceback(contexts_dir: Path) -> None:
     assert result.returncode == 2 and "Traceback" in result.stderr
 
 
-@pytest.fixture
-def slow_handler(tmp_path: Path) -> Path:
-    """A handler folder whose handler writes its pid to `pid` beside it, then sleeps for a minute."""
-    folder = tmp_path / "slow"
-    folder.mkdir()
-    (folder / "handler.py").write_text(
-        "import os, time, pathlib\n"
-        "def lambda_handler(event, context):\n"
-        "    pathlib.Path(__file__).with_name('pid').write_text(str(os.getpid()))\n"
-        "    time.sleep(60)\n"
-    )
-    return folder
-
-
-def start_and_wait_for_handler(env: dict[str, str], folder: Path, **streams: int) -> tuple[subprocess.Popen, int]:
-    """Start `python -m tasks local-e2e`; return it and the slow handler's pid once that handler runs."""
-    child = subprocess.Popen([sys.executable, "-m", "tasks", "local-e2e"], cwd=REPO, env=env, text=True, **streams)
-    deadline = time.monotonic() + 60
-    while not (folder / "pid").exists() and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.05)
-    return child, int((folder / "pid").read_text())
-
-
 def test_ctrl_c_mid_step_records_interrupted_exits_130_and_leaves_no_process(
     contexts_dir: Path, slow_handler: Path
 ) -> None:
@@ -105,6 +82,10 @@ def test_ctrl_c_mid_step_records_interrupted_exits_130_and_leaves_no_process(
     time.sleep(0.2)
     with pytest.raises(ProcessLookupError):
         os.kill(handler_pid, 0)
+    with socket.socket() as probe:  # no listener left on the embedded AWS's port (TIME_WAIT connections may linger)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", int(run["endpoint"].rsplit(":", 1)[1])))
+        probe.listen()
 
 
 def test_kill_9_mid_step_leaves_the_context_usable_and_the_run_unfinished(

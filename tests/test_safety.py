@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +16,7 @@ from tasks.contexts import ContextStore
 from tasks.errors import EnvironmentProblem
 from tasks.local_aws import EmbeddedAws, seed
 from tasks.promotion import ConfigFlows
-from tests.conftest import REPO, run_tasks, safe_environ, settings_for
+from tests.conftest import run_tasks, safe_environ, settings_for, start_and_wait_for_handler
 from tests.s3_outage import S3Outage
 
 BAD_CLIENT_IDS = ["../etc", "lai weekly", "LAI_WEEKLY_V1", "lai_weekly_v0", "a" * 196 + "_v1", ""]
@@ -203,27 +200,10 @@ def test_an_s3_outage_during_upload_keeps_the_previous_config_and_does_not_promo
     assert len(record["uploads"]) == 1 and len(record["promotions"]) == 1
 
 
-def test_a_second_run_of_the_same_context_refuses_while_the_first_runs(contexts_dir: Path, tmp_path: Path) -> None:
-    slow = tmp_path / "slow"
-    slow.mkdir()
-    (slow / "handler.py").write_text(
-        "import os, time, pathlib\n"
-        "def lambda_handler(event, context):\n"
-        "    pathlib.Path(__file__).with_name('pid').write_text(str(os.getpid()))\n"
-        "    time.sleep(30)\n"
-    )
-    env = safe_environ(CONTEXTS_DIR=str(contexts_dir), LOCAL_HANDLER_INGEST=f"{slow}:handler.lambda_handler")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "tasks", "local-e2e"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def test_a_second_run_of_the_same_context_refuses_while_the_first_runs(contexts_dir: Path, slow_handler: Path) -> None:
+    env = safe_environ(CONTEXTS_DIR=str(contexts_dir), LOCAL_HANDLER_INGEST=f"{slow_handler}:handler.lambda_handler")
+    first, _ = start_and_wait_for_handler(env, slow_handler, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not (slow / "pid").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
         second = run_tasks(env, "local-e2e", "--client-id", "lai_weekly_v1")
         assert second.returncode == 3 and "is busy: a run is in progress (pid" in second.stderr
         assert len(json.loads((contexts_dir / "lai_weekly_v1" / "context.json").read_text())["runs"]) == 1
@@ -231,34 +211,3 @@ def test_a_second_run_of_the_same_context_refuses_while_the_first_runs(contexts_
         first.send_signal(2)
         first.wait(timeout=30)
     assert first.returncode == 130
-
-
-def test_after_ctrl_c_the_embedded_aws_port_is_free(contexts_dir: Path, tmp_path: Path) -> None:
-    slow = tmp_path / "slow"
-    slow.mkdir()
-    (slow / "handler.py").write_text(
-        "import time, pathlib\n"
-        "def lambda_handler(event, context):\n"
-        "    pathlib.Path(__file__).with_name('started').write_text('x')\n"
-        "    time.sleep(30)\n"
-    )
-    env = safe_environ(CONTEXTS_DIR=str(contexts_dir), LOCAL_HANDLER_NEWSLETTER=f"{slow}:handler.lambda_handler")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tasks", "local-e2e"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while not (slow / "started").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    child.send_signal(2)
-    assert child.wait(timeout=30) == 130
-    run = json.loads(next((contexts_dir / "lai_weekly_v1" / "runs").glob("*/run.json")).read_text())
-    assert run["status"] == "interrupted"
-    port = int(run["endpoint"].rsplit(":", 1)[1])
-    with socket.socket() as probe:  # closed connections may linger in TIME_WAIT; a listener would make this fail
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(("127.0.0.1", port))
-        probe.listen()

@@ -1,0 +1,62 @@
+"""The command line: argparse subcommands. The only place that prints and picks exit codes."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+from tasks.cli.common import ROOT
+from tasks.cli.config_commands import promote_command, rollback_command, upload_config_command
+from tasks.cli.context_commands import context_list_command, context_new_command, context_show_command
+from tasks.cli.parser import build_parser
+from tasks.cli.report_commands import report_command
+from tasks.cli.run_commands import aws_e2e_command, local_aws_command, local_e2e_command
+from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError
+from tasks.secrets import RedactingStream
+from tasks.settings import load_settings
+
+
+def _mask_secrets_in_output() -> None:
+    """Mask the values of secret-named variables (.env and environment) in everything this process prints."""
+    try:
+        secrets = load_settings(ROOT).secrets
+    except ToolkitError:
+        return  # the command reports the broken setting itself
+    sys.stdout = RedactingStream(sys.stdout, secrets)  # type: ignore[assignment]
+    sys.stderr = RedactingStream(sys.stderr, secrets)  # type: ignore[assignment]
+
+
+COMMANDS = {
+    ("context", "new"): context_new_command,
+    ("context", "list"): context_list_command,
+    ("context", "show"): context_show_command,
+    ("local-e2e", None): local_e2e_command,
+    ("upload-config", None): upload_config_command,
+    ("promote", None): promote_command,
+    ("rollback", None): rollback_command,
+    ("aws-e2e", None): aws_e2e_command,
+    ("local-aws", None): local_aws_command,
+    ("report", None): report_command,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code. A failing command's last line is `exit N: meaning`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = COMMANDS[(args.command, getattr(args, "context_command", None))]
+    _mask_secrets_in_output()
+    try:
+        code = handler(args)
+    except ToolkitError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        code = err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: stopped waiting (a Lambda already invoked may still complete)", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    if code != EXIT_PASSED:
+        print(f"exit {code}: {EXIT_MEANINGS.get(code, 'failed')}", file=sys.stderr)
+    return code

@@ -1,0 +1,72 @@
+"""upload-config, promote and rollback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from tasks.cli.common import client_factory, confirm_prod, context_for, context_store, env_settings, latest
+from tasks.contexts import Context, utc_now, validate_client_id
+from tasks.errors import EXIT_PASSED
+from tasks.settings import Settings
+
+
+def _show_plan(outcome: Any, dry_run: bool) -> None:
+    plan = outcome.plan
+    if plan.action == "update":
+        diff = plan.diff()
+        print(diff, end="" if diff.endswith("\n") else "\n")
+    elif plan.action == "create":
+        print(f"new key: {len(plan.local.splitlines())} lines, sha256 {plan.local_sha256}")
+    keep = "previous version kept (versioned bucket)" if plan.versioned else "previous config backed up locally"
+    done = {"create": "create", "update": f"update ({keep})", "unchanged": "nothing to do: identical content"}
+    print(f"{'plan' if dry_run else 'done'}: {done[plan.action]} {plan.uri}")
+    record = outcome.record
+    if record and record.get("version_id"):
+        print(f"version: {record['version_id']}")
+    if record and (record.get("replaced") or {}).get("backup"):
+        print(f"backup: {os.path.relpath(record['replaced']['backup'])}")
+
+
+def _config_flows(settings: Settings) -> Any:
+    from tasks.promotion import ConfigFlows
+
+    return ConfigFlows(settings, context_store(settings), client_factory(settings).s3(), utc_now)
+
+
+def upload_config_command(args: argparse.Namespace) -> int:
+    settings = env_settings(args)
+    context = context_store(settings).load(validate_client_id(args.client_id))
+    if not args.dry_run:
+        confirm_prod(settings, args.yes, f"upload {context.client_id}'s config")
+    _show_plan(_config_flows(settings).upload(context, dry_run=args.dry_run), args.dry_run)
+    return EXIT_PASSED
+
+
+def _local_pass_time(context: Context) -> str | None:
+    last = (context.local or {}).get("last_run") or {}
+    return last.get("finished_at") if last.get("status") == "passed" else None
+
+
+def promote_command(args: argparse.Namespace) -> int:
+    settings = env_settings(args)
+    context = context_for(settings, args.client_id, lambda cs: latest(cs, _local_pass_time, "with a passed local run"))
+    if not args.dry_run:
+        confirm_prod(settings, args.yes, f"promote {context.client_id}")
+    print(f"promote {context.client_id} to {settings.env}")
+    outcome = _config_flows(settings).promote(context, force=args.force, dry_run=args.dry_run, purpose=args.purpose)
+    _show_plan(outcome, args.dry_run)
+    return EXIT_PASSED
+
+
+def rollback_command(args: argparse.Namespace) -> int:
+    settings = env_settings(args)
+    context = context_store(settings).load(validate_client_id(args.client_id))
+    confirm_prod(settings, args.yes, f"roll back {context.client_id}'s config")
+    result = _config_flows(settings).rollback(context)
+    restored = (
+        "removed the key (it did not exist before)" if result["restored"] is None else "restored the previous config"
+    )
+    print(f"rollback {result['uri']}: {restored}")
+    return EXIT_PASSED

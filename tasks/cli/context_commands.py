@@ -1,0 +1,78 @@
+"""context new | list | show."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from typing import Any
+
+from tasks.cli.common import ROOT, client_factory, context_store
+from tasks.contexts import Context, default_purpose, utc_now
+from tasks.errors import EXIT_PASSED
+from tasks.files import lock_held
+from tasks.settings import Settings, load_settings
+
+
+def _other_versions(settings: Settings, template: str) -> list[int]:
+    """Versions of template used in the S3 history of the envs named by ALLOCATION_ENVS."""
+    if not settings.allocation_envs:
+        return []
+    from tasks import config_upload  # boto3 only when needed: `context new` stays fast
+
+    found: list[int] = []
+    for env in settings.allocation_envs:
+        s3 = client_factory(replace(settings, env=env)).s3()
+        found += config_upload.used_versions(s3, settings.config_bucket(env), settings.config_key_template, template)
+    return found
+
+
+def create_context(settings: Settings, template: str, purpose: str | None) -> Context:
+    now = utc_now()
+    store = context_store(settings)
+    store.template_path(template)
+    return store.create(
+        template, purpose or default_purpose(now), now, other_versions=_other_versions(settings, template)
+    )
+
+
+def context_new_command(args: argparse.Namespace) -> int:
+    print(create_context(load_settings(ROOT), args.template, args.purpose).client_id)
+    return EXIT_PASSED
+
+
+def _one_line(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _run_text(context: Context, run: dict[str, Any] | None) -> str:
+    if not run:
+        return "-"
+    status = run["status"]
+    if status == "running" and not lock_held(context.path / ".run.lock"):
+        status = "unfinished"
+    where = f"{run['env']}@endpoint" if run.get("endpoint") and run["env"] != "local" else run["env"]
+    return f"{where} {run['run_id']} {status}"
+
+
+def context_list_command(args: argparse.Namespace) -> int:
+    contexts = context_store().list()
+    if not contexts:
+        print("no contexts yet: `make context` or `make local-e2e` creates one")
+        return EXIT_PASSED
+    print(f"{'client_id':<22} {'status':<12} {'promoted':<16} {'last run':<42} purpose")
+    for context in contexts:
+        promoted = ",".join(env for env, record in sorted(context.envs.items()) if record.get("promotion")) or "-"
+        print(
+            f"{context.client_id:<22} {context.status:<12} {promoted:<16} {_run_text(context, context.last_run):<42} "
+            f"{_one_line(context.purpose, 60)}"
+        )
+    return EXIT_PASSED
+
+
+def context_show_command(args: argparse.Namespace) -> int:
+    context = context_store().load(args.client_id)
+    document = json.loads((context.path / "context.json").read_text(encoding="utf-8"))
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+    return EXIT_PASSED

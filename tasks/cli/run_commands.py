@@ -1,0 +1,150 @@
+"""local-e2e, aws-e2e (one client or many) and local-aws."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from tasks.cli.common import (
+    ROOT,
+    client_factory,
+    confirm_prod,
+    context_for,
+    context_store,
+    env_settings,
+    finish_run,
+    latest,
+    print_progress,
+    print_step,
+)
+from tasks.cli.context_commands import create_context
+from tasks.contexts import Context, utc_now, validate_client_id
+from tasks.errors import EXIT_MEANINGS, EXIT_PASSED, ToolkitError
+from tasks.settings import Settings, load_settings
+
+AWS_ENVS = ("dev", "stage", "prod", "local")
+
+
+def local_e2e_command(args: argparse.Namespace) -> int:
+    from tasks.local_e2e import LocalE2E
+
+    settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
+    flow = LocalE2E(settings, context_store(settings), on_step_end=print_step)
+    if args.client_id is not None:
+        context = context_store(settings).load(validate_client_id(args.client_id))
+    else:
+        context = create_context(settings, args.template, args.purpose)
+    print(f"context {context.client_id}: running the workflow on the embedded AWS", flush=True)
+    return finish_run(context, flow.run(context))
+
+
+def _promotion_time(env: str) -> Callable[[Context], str | None]:
+    return lambda c: ((c.envs.get(env) or {}).get("promotion") or {}).get("at")
+
+
+def aws_e2e_command(args: argparse.Namespace) -> int:
+    from tasks.aws_e2e import parse_payload
+    from tasks.parallel import run_bounded, worst
+
+    settings = env_settings(args)
+    store = context_store(settings)
+    if args.client_ids:
+        contexts = [store.load(validate_client_id(c)) for c in dict.fromkeys(args.client_ids)]
+    else:
+        promoted = _promotion_time(settings.env)
+        contexts = [
+            context_for(settings, args.client_id, lambda cs: latest(cs, promoted, f"promoted to {settings.env}"))
+        ]
+    payloads = {c.client_id: parse_payload(args.payload, c.client_id) for c in contexts}
+    if args.dry_run:  # a dry run makes no AWS call: no credentials needed
+        for context in contexts:
+            print(
+                json.dumps(
+                    _e2e_flow(settings, None, "").plan(context, args.start, payloads[context.client_id]).__dict__,
+                    indent=2,
+                )
+            )
+        print("dry run: nothing invoked")
+        return EXIT_PASSED
+    confirm_prod(settings, args.yes, "run the pipeline for " + ", ".join(c.client_id for c in contexts))
+    factory = client_factory(settings)
+    if len(contexts) == 1:
+        return _run_on_env(settings, factory, contexts[0], args, payloads[contexts[0].client_id], "")
+    parallel = max(1, min(args.parallel, len(contexts)))
+    print(f"{len(contexts)} clients on {settings.env}, {parallel} at a time", flush=True)
+    codes = run_bounded(
+        [
+            lambda c=c: _run_on_env(settings, factory, c, args, payloads[c.client_id], f"[{c.client_id}] ")
+            for c in contexts
+        ],
+        parallel,
+    )
+    print("summary:")
+    for context, code in zip(contexts, codes, strict=True):
+        print(f"  {context.client_id:<22} exit {code}: {EXIT_MEANINGS.get(code, 'failed')}")
+    return worst(codes)
+
+
+def _e2e_flow(settings: Settings, factory: Any, prefix: str) -> Any:
+    from tasks.aws_e2e import AwsE2E
+
+    return AwsE2E(
+        settings,
+        context_store(settings),
+        factory,
+        utc_now,
+        lambda index, total, result: print_step(index, total, result, prefix),
+        lambda step, elapsed: print_progress(step, elapsed, prefix),
+    )
+
+
+def _run_on_env(
+    settings: Settings, factory: Any, context: Context, args: argparse.Namespace, payload: dict[str, Any], prefix: str
+) -> int:
+    """Run one context's workflow on the env; return its exit code (errors are printed, not raised, with prefix)."""
+    try:
+        flow = _e2e_flow(settings, factory, prefix)
+        plan = flow.plan(context, args.start, payload)
+        print(f"{prefix}context {context.client_id}: running the workflow on {flow.target()}", flush=True)
+        record = flow.run(context, plan)
+        if args.publish or settings.publish_runs:
+            from tasks.reports import publish
+            from tasks.runs import RunFolder
+
+            where = publish(factory.s3(), settings, record, RunFolder(context.runs_dir / record.run_id))
+            print(f"{prefix}published: {where}")
+        return finish_run(context, record, prefix)
+    except ToolkitError as err:
+        if not prefix:
+            raise
+        print(f"{prefix}error: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
+
+
+def local_aws_command(args: argparse.Namespace) -> int:
+    import signal
+
+    from tasks import aws
+    from tasks.local_aws import EmbeddedAws, seed
+
+    settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
+    server = EmbeddedAws(settings, settings.local_aws_port if args.port is None else args.port)
+    endpoint = server.start()
+    try:
+        s3 = aws.ClientFactory.local(settings.region, endpoint).s3()
+        for env in AWS_ENVS:
+            seed(s3, settings, env)
+            s3.put_bucket_versioning(Bucket=settings.config_bucket(env), VersioningConfiguration={"Status": "Enabled"})
+        print(f"embedded AWS on {endpoint}: S3 and Lambda for {', '.join(AWS_ENVS)}; Ctrl-C stops it", flush=True)
+        print("in another terminal:")
+        print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
+        print("  make promote ENV=dev && make aws-e2e ENV=dev", flush=True)
+        signal.pause()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.stop()
+    return EXIT_PASSED
