@@ -192,7 +192,7 @@ Verifier = Callable[[StepResult, datetime], list[OutputCheck]]
 
 @dataclass
 class Runner:
-    """Runs steps in order, stops at the first failure, and keeps the record up to date through on_change."""
+    """Runs steps in order, verifies each one's outputs, stops at the first failure; reports each step as it ends."""
 
     invoke: Invoker
     verify: Verifier
