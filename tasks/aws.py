@@ -223,3 +223,9 @@ def invoke(
         executed_version=answer.get("ExecutedVersion"),
         attempts=attempt,
     )
+
+
+def tested_version(configuration: dict[str, Any]) -> dict[str, Any]:
+    """What was tested: the code's digest, version and modification time."""
+    keys = ("CodeSha256", "Version", "LastModified", "Timeout", "MemorySize", "Architectures")
+    return {key: configuration.get(key) for key in keys}

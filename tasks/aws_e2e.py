@@ -19,7 +19,6 @@ from tasks import aws, config_upload, verify
 from tasks.contexts import Context, ContextStore
 from tasks.errors import StepFailed, UsageError
 from tasks.files import read_json, write_atomic
-from tasks.local_e2e import tested_version
 from tasks.runs import RunRecorder, new_record, recorded_run
 from tasks.settings import STEPS, Settings
 from tasks.workflow import Invocation, OutputCheck, Runner, RunRecord, StepResult
@@ -164,7 +163,7 @@ class AwsE2E:
     def _run(self, record: RunRecord, recorder: RunRecorder, s3: Any, context: Context, plan: Plan) -> RunRecord:
         settings = self.settings
         configs = self._configurations(plan)
-        record = replace(record, functions={s: tested_version(c) if c else None for s, c in configs.items()})
+        record = replace(record, functions={s: aws.tested_version(c) if c else None for s, c in configs.items()})
         deadline = time.monotonic() + settings.e2e_timeout
         check = verify.verifier(s3, settings, plan.env, plan.client_id, self.clock)
         reused = self._reverify(s3, context, plan) if plan.resumed_from else []

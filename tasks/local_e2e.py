@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -40,14 +41,14 @@ class LocalE2E:
 
     def run(self, context: Context) -> RunRecord:
         """Run the workflow for context under its run lock; the run is recorded whatever happens."""
-        context.read_config()  # a broken config is refused before anything is recorded
+        config = context.read_config()  # a broken config is refused before anything is recorded
         event = {"client_id": context.client_id}
         record = new_record(context, "local", TARGET, None, event, self.clock(), self.settings.region)
-        return recorded_run(self.store, context, record, self._run, self.clock, self.settings.secrets)
+        body = functools.partial(self._run, config=config)
+        return recorded_run(self.store, context, record, body, self.clock, self.settings.secrets)
 
-    def _run(self, record: RunRecord, recorder: RunRecorder) -> RunRecord:
+    def _run(self, record: RunRecord, recorder: RunRecorder, config: bytes) -> RunRecord:
         settings = self.settings
-        config = recorder.context.read_config()
         with EmbeddedAws(settings).running() as endpoint:
             record = replace(record, endpoint=endpoint)
             factory = aws.ClientFactory.local(settings.region, endpoint)
@@ -60,7 +61,7 @@ class LocalE2E:
             record = replace(
                 record,
                 functions={
-                    step: tested_version(aws.function_configuration(lambda_client, name))
+                    step: aws.tested_version(aws.function_configuration(lambda_client, name))
                     for step, name in functions.items()
                 },
             )
@@ -74,9 +75,3 @@ class LocalE2E:
             with aws.aws_errors("download the outputs", endpoint):
                 verify.download(s3, list(record.outputs), recorder.folder.outputs)
         return record
-
-
-def tested_version(configuration: dict) -> dict:
-    """What was tested: the code's digest, version and modification time."""
-    keys = ("CodeSha256", "Version", "LastModified", "Timeout", "MemorySize", "Architectures")
-    return {key: configuration.get(key) for key in keys}
