@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks import aws, config_upload, verify
+from tasks.checks import CheckResult, Expectations, load_expectations
 from tasks.contexts import Context, ContextStore
 from tasks.errors import StepFailed, UsageError
 from tasks.files import read_json, write_atomic
@@ -39,8 +40,8 @@ class Plan:
     resumed_from: str | None
 
 
-def parse_payload(text: str | None, client_id: str) -> dict[str, Any]:
-    """Extra event fields from --payload (a JSON object); they may not change the client_id."""
+def parse_payload(text: str | None, client_id: str | None) -> dict[str, Any]:
+    """Extra event fields from --payload (a JSON object); they may not change the client_id (None: may not set it)."""
     if not text:
         return {}
     try:
@@ -49,7 +50,7 @@ def parse_payload(text: str | None, client_id: str) -> dict[str, Any]:
         raise UsageError(f"--payload is not JSON ({err.msg}): give an object, e.g. '{{\"period_days\": 7}}'") from err
     if not isinstance(payload, dict):
         raise UsageError("--payload must be a JSON object, e.g. '{\"period_days\": 7}'")
-    if payload.get("client_id", client_id) != client_id:
+    if "client_id" in payload and payload["client_id"] != client_id:
         raise UsageError("--payload may not change the client_id: use --client-id")
     return payload
 
@@ -93,7 +94,7 @@ class AwsE2E:
         store: ContextStore,
         factory: aws.ClientFactory | None,
         clock: Callable[[], datetime],
-        on_step_end: Callable[[int, int, StepResult], None] = lambda i, n, r: None,
+        on_step_end: Callable[[int, int, StepResult, list[CheckResult]], None] = lambda i, n, r, c: None,
         on_progress: Callable[[str, float], None] = lambda step, elapsed: None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -141,6 +142,7 @@ class AwsE2E:
     def run(self, context: Context, plan: Plan) -> RunRecord:
         """Run plan for context under its run lock; the run is recorded whatever happens once it starts."""
         assert self.factory is not None, "running needs a client factory"
+        expectations = load_expectations(context.expectations_path)
         s3 = self.factory.s3()
         bucket, key = verify.split_uri(plan.config_uri)
         remote = config_upload.read_remote(s3, bucket, key)
@@ -157,16 +159,24 @@ class AwsE2E:
             resumed_from=plan.resumed_from,
         )
         record = replace(record, config_sha256=remote.sha256)
-        body = functools.partial(self._run, s3=s3, context=context, plan=plan)
+        body = functools.partial(self._run, s3=s3, context=context, plan=plan, expectations=expectations)
         return recorded_run(self.store, context, record, body, self.clock, self.settings.secrets)
 
-    def _run(self, record: RunRecord, recorder: RunRecorder, s3: Any, context: Context, plan: Plan) -> RunRecord:
+    def _run(
+        self,
+        record: RunRecord,
+        recorder: RunRecorder,
+        s3: Any,
+        context: Context,
+        plan: Plan,
+        expectations: Expectations,
+    ) -> RunRecord:
         settings = self.settings
         configs = self._configurations(plan)
         record = replace(record, functions={s: aws.tested_version(c) if c else None for s, c in configs.items()})
         deadline = time.monotonic() + settings.e2e_timeout
         check = verify.verifier(s3, settings, plan.env, plan.client_id, self.clock)
-        reused = self._reverify(s3, context, plan) if plan.resumed_from else []
+        earlier, reused = self._reverify(s3, context, plan) if plan.resumed_from else ((), [])
         if any(not c.ok for c in reused):
             bad = next(c for c in reused if not c.ok)
             return replace(
@@ -190,13 +200,17 @@ class AwsE2E:
             with heartbeat(settings.progress_interval, lambda elapsed: self.on_progress(step, elapsed)):
                 return aws.invoke(client, name, event, sleep=self.sleep)
 
+        reader = verify.OutputReader(s3)
         runner = Runner(
             invoke=invoke,
             verify=check,
+            read=reader,
             clock=self.clock,
-            on_step_end=lambda index, result: self.on_step_end(index, len(plan.steps), result),
+            expectations=expectations,
+            on_step_end=lambda index, result, found: self.on_step_end(index, len(plan.steps), result, found),
         )
-        record = runner.run(record, plan.functions, plan.steps)
+        record = runner.run(record, plan.functions, plan.steps, earlier)
+        reader.save(record.outputs, recorder.folder.outputs)
         record = replace(record, outputs=(*reused, *record.outputs))
         self._save_failed_logs(record, recorder.folder.logs)
         return record
@@ -219,20 +233,22 @@ class AwsE2E:
                 raise aws.describe_error(err, "lambda:GetFunctionConfiguration", f"function {name}") from err
         return found
 
-    def _reverify(self, s3: Any, context: Context, plan: Plan) -> list[OutputCheck]:
-        """Check again the outputs of the steps a resumed run does not invoke, against the run it continues."""
+    def _reverify(self, s3: Any, context: Context, plan: Plan) -> tuple[tuple[StepResult, ...], list[OutputCheck]]:
+        """The passed steps a resumed run does not invoke, and their outputs checked again."""
         previous = RunRecord.from_json(read_json(context.runs_dir / str(plan.resumed_from) / "run.json"))
         done = {s.step: s for s in previous.steps if s.status == "passed"}
         checks = []
+        earlier = []
         for step in STEPS[: STEPS.index(plan.steps[0])]:
             if step not in done:
                 raise UsageError(f"--from {plan.steps[0]}: step {step} did not pass in run {plan.resumed_from}")
             result = done[step]
+            earlier.append(result)
             started = datetime.fromisoformat(result.started_at)
             finished = datetime.fromisoformat(result.finished_at or result.started_at)
             for uris in verify.expected_outputs(self.settings, plan.env, plan.client_id, result, started, finished):
                 checks.append(verify.check_output(s3, step, uris, started))
-        return checks
+        return tuple(earlier), checks
 
     def _save_failed_logs(self, record: RunRecord, folder: Path) -> None:
         """Save the full CloudWatch log of each failed step that has a request id (best effort)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import client_config
+from tasks.checks import EXPECT_FILE
 from tasks.errors import UsageError
 from tasks.files import file_lock, read_json, write_atomic, write_json
 
@@ -25,6 +26,8 @@ SCHEMA_VERSION = 1
 CLIENT_ID = re.compile(r"^(?P<template>[a-z][a-z0-9_]*)_v(?P<version>[1-9][0-9]*)$")
 TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_CLIENT_ID = 64
+# The real normalize-score refuses data paths holding these words, and its paths hold the client_id.
+PIPELINE_REFUSED_WORDS = ("test", "synthetic")
 CONTEXT_FILE = "context.json"
 CONFIG_FILE = "client_config.yaml"
 
@@ -49,6 +52,17 @@ def validate_client_id(client_id: str) -> str:
             "(e.g. lai_weekly_v3)"
         )
     return client_id
+
+
+def check_pipeline_accepts(template: str) -> None:
+    """Refuse a template whose client_ids the real pipeline would refuse (see PIPELINE_REFUSED_WORDS)."""
+    for word in PIPELINE_REFUSED_WORDS:
+        if word in template.lower():
+            raise UsageError(
+                f"template {template!r} would make client_ids like {template}_v1, and the real normalize-score "
+                f"refuses data paths containing {word!r} (ingested/<client_id>/...): use a name without "
+                f"{' or '.join(repr(w) for w in PIPELINE_REFUSED_WORDS)}"
+            )
 
 
 def split_client_id(client_id: str) -> tuple[str, int]:
@@ -79,6 +93,11 @@ class Context:
     def read_config(self) -> bytes:
         """The config's bytes, after checking it parses and has the keys the pipeline needs."""
         return client_config.read_config(self.config_path, self.client_id)
+
+    @property
+    def expectations_path(self) -> Path:
+        """What a run of this context must show beyond each answer's status (tasks/checks.py)."""
+        return self.path / EXPECT_FILE
 
     @property
     def runs_dir(self) -> Path:
@@ -117,9 +136,12 @@ class ContextStore:
     def template_path(self, template: str) -> Path:
         path = self.templates_dir / f"{template}.yaml"
         if not TEMPLATE_NAME.match(template or "") or not path.is_file():
-            known = ", ".join(sorted(p.stem for p in self.templates_dir.glob("*.yaml"))) or "none"
+            known = ", ".join(sorted(p.stem for p in self.templates_dir.glob("*.yaml") if "." not in p.stem)) or "none"
             raise UsageError(f"unknown template {template!r}: known templates are {known} (in {self.templates_dir})")
         return path
+
+    def expectations_template(self, template: str) -> Path:
+        return self.templates_dir / f"{template}.expect.yaml"
 
     def versions(self, template: str) -> list[int]:
         """Versions of template used by local contexts (folders, so reserved ones count too)."""
@@ -138,6 +160,7 @@ class ContextStore:
         other_versions adds versions used elsewhere (the env's S3 history), so none is ever reused.
         """
         template_path = self.template_path(template)
+        check_pipeline_accepts(template)
         client_config.check_required_keys(client_config.load_yaml(template_path), template_path)
         used = self.versions(template)
         version = max([0, *used, *other_versions]) + 1
@@ -164,6 +187,9 @@ class ContextStore:
                 },
             )
             write_atomic(path / CONFIG_FILE, config)
+            expectations = self.expectations_template(template)
+            if expectations.is_file():
+                write_atomic(path / EXPECT_FILE, expectations.read_bytes())
             record = {
                 "schema_version": SCHEMA_VERSION,
                 "client_id": client_id,

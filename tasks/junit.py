@@ -1,4 +1,4 @@
-"""Render a RunRecord as JUnit XML for CI: one testsuite per run, a testcase per step and per output check. Pure."""
+"""Render a RunRecord as JUnit XML for CI: one testsuite per run, a testcase per step, output and data check. Pure."""
 
 from __future__ import annotations
 
@@ -55,6 +55,13 @@ def render_junit(record: RunRecord) -> str:
         if not output.ok:
             counts["failures"] += 1
             ET.SubElement(testcase, "failure", message=output.error or "output check failed", type="OutputCheck")
+    for check in record.checks:
+        testcase = case(f"check {check.step} {check.name} (expected {check.expected})", 0)
+        if check.failed:
+            counts["failures"] += 1
+            ET.SubElement(testcase, "failure", message=check.message, type="DataCheck")
+        elif check.warned:  # a warning is not a failure: CI shows it in the test's output
+            ET.SubElement(testcase, "system-out").text = f"WARNING: {check.message}"
     suite.set("tests", str(counts["tests"]))
     suite.set("failures", str(counts["failures"]))
     suite.set("errors", str(counts["errors"]))

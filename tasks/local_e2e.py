@@ -6,8 +6,10 @@ import functools
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from tasks import aws, verify
+from tasks.checks import CheckResult, Expectations, load_expectations
 from tasks.contexts import Context, ContextStore, default_purpose, utc_now
 from tasks.local_aws import EmbeddedAws, seed
 from tasks.runs import RunRecorder, new_record, recorded_run
@@ -25,7 +27,7 @@ class LocalE2E:
         settings: Settings,
         store: ContextStore,
         clock: Callable[[], datetime] = utc_now,
-        on_step_end: Callable[[int, int, StepResult], None] = lambda i, n, r: None,
+        on_step_end: Callable[[int, int, StepResult, list[CheckResult]], None] = lambda i, n, r, c: None,
     ) -> None:
         self.settings = replace(settings, env="local", profile=None)
         self.store = store
@@ -39,15 +41,19 @@ class LocalE2E:
         now = self.clock()
         return self.store.create(template, purpose or default_purpose(now), now)
 
-    def run(self, context: Context) -> RunRecord:
-        """Run the workflow for context under its run lock; the run is recorded whatever happens."""
-        config = context.read_config()  # a broken config is refused before anything is recorded
-        event = {"client_id": context.client_id}
+    def run(self, context: Context, payload: dict[str, Any] | None = None) -> RunRecord:
+        """Run the workflow for context under its run lock; the run is recorded whatever happens.
+
+        payload: extra event fields (period_days, dry_run, the sample pipeline's `simulate`...).
+        """
+        config = context.read_config()  # a broken config or expectations file is refused before anything is recorded
+        expectations = load_expectations(context.expectations_path)
+        event = {"client_id": context.client_id, **(payload or {})}
         record = new_record(context, "local", TARGET, None, event, self.clock(), self.settings.region)
-        body = functools.partial(self._run, config=config)
+        body = functools.partial(self._run, config=config, expectations=expectations)
         return recorded_run(self.store, context, record, body, self.clock, self.settings.secrets)
 
-    def _run(self, record: RunRecord, recorder: RunRecorder, config: bytes) -> RunRecord:
+    def _run(self, record: RunRecord, recorder: RunRecorder, config: bytes, expectations: Expectations) -> RunRecord:
         settings = self.settings
         with EmbeddedAws(settings).running() as endpoint:
             record = replace(record, endpoint=endpoint)
@@ -65,13 +71,15 @@ class LocalE2E:
                     for step, name in functions.items()
                 },
             )
+            reader = verify.OutputReader(s3)
             runner = Runner(
                 invoke=lambda step, name, event: aws.invoke(lambda_client, name, event),
                 verify=verify.verifier(s3, settings, "local", record.client_id, self.clock),
+                read=reader,
                 clock=self.clock,
-                on_step_end=lambda index, result: self.on_step_end(index, len(STEPS), result),
+                expectations=expectations,
+                on_step_end=lambda index, result, found: self.on_step_end(index, len(STEPS), result, found),
             )
             record = runner.run(record, functions)
-            with aws.aws_errors("download the outputs", endpoint):
-                verify.download(s3, list(record.outputs), recorder.folder.outputs)
+            reader.save(record.outputs, recorder.folder.outputs)
         return record

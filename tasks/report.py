@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.checks import CheckResult
 from tasks.figures import cost, funnel, total_seconds
 from tasks.workflow import RunRecord
 
@@ -78,6 +79,38 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "/")
 
 
+CHECK_MARKS = {"ok": "✅ ok", "warn": "⚠️ WARN", "fail": "❌ FAIL"}
+
+
+def check_mark(check: CheckResult) -> str:
+    """ok, WARN (a warn-level check that did not hold: amber, never green) or FAIL."""
+    return CHECK_MARKS["ok" if check.ok else check.level]
+
+
+def observed(check: CheckResult) -> str:
+    value = check.observed
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {NA if v is None else v}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return NA if value is None else str(value)
+
+
+def checks_tally(record: RunRecord) -> str:
+    """e.g. `12/13 held, 1 warning`."""
+    held = sum(1 for c in record.checks if c.ok)
+    warnings = len(record.warnings)
+    return f"{held}/{len(record.checks)} held" + (f", {warnings} warning{'s' * (warnings > 1)}" if warnings else "")
+
+
+def checks_cell(record: RunRecord) -> str:
+    """A comparison cell: the tally and each check that did not hold, with its level and what was seen."""
+    if not record.checks:
+        return NA
+    bad = [f"{c.step}.{c.name} {check_mark(c)} ({observed(c)})" for c in record.checks if not c.ok]
+    return checks_tally(record) + ("; " + "; ".join(bad) if bad else "")
+
+
 def render_markdown(record: RunRecord, about: About = NO_ABOUT) -> str:
     """The run's report.md."""
     total = total_seconds(record)
@@ -99,6 +132,7 @@ def render_markdown(record: RunRecord, about: About = NO_ABOUT) -> str:
     ]
     if record.resumed_from:
         lines.append(f"| resumed from | {record.resumed_from} |")
+    lines += [f"| note | {_cell(note)} |" for note in record.notes]
     lines += ["", "## Steps", ""]
     lines += [
         "| # | step | function | status | duration | billed | init | memory used / size | request id |",
@@ -123,6 +157,17 @@ def render_markdown(record: RunRecord, about: About = NO_ABOUT) -> str:
         ]
     else:
         lines.append("None.")
+    lines += ["", "## Checks", ""]
+    if record.checks:
+        lines += [f"Data-level checks: {checks_tally(record)} (thresholds from `{record.expectations}`).", ""]
+        lines += ["| step | check | observed | expected | level | result |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"| {c.step} | {c.name} | {_cell(observed(c))} | {_cell(c.expected)} | {c.level} | {check_mark(c)}"
+            f"{': ' + _cell(c.message) if c.message else ''} |"
+            for c in record.checks
+        ]
+    else:
+        lines.append("None ran.")
     estimate = cost(record, record.region or "eu-west-3")
     lines += ["", "## Estimated cost", "", "| step | architecture | GB-seconds | cost |", "|---|---|---|---|"]
     lines += [
@@ -223,6 +268,7 @@ def render_compare(records: list[RunRecord]) -> str:
     lines.append("| run | " + " | ".join(c.record.run_id for c in columns) + " |")
     lines.append("| env | " + " | ".join(c.record.env for c in columns) + " |")
     lines.append("| verdict | " + " | ".join(verdict(c.record) for c in columns) + " |")
+    lines.append("| checks | " + " | ".join(_cell(checks_cell(c.record)) for c in columns) + " |")
     for label in labels:
         base = columns[0].values.get(label) if columns else None
         cells = [

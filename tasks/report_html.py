@@ -10,12 +10,16 @@ from tasks.report import (
     NA,
     NO_ABOUT,
     About,
+    check_mark,
+    checks_cell,
+    checks_tally,
     comparison,
     count,
     delta,
     memory,
     ms,
     number,
+    observed,
     percent,
     seconds,
     size,
@@ -38,6 +42,9 @@ pre{background:#102a43;color:#f0f4f8;padding:.8rem;overflow-x:auto;font-size:12p
 .bar span{display:block;height:100%;background:#2680c2;border-radius:.2rem}
 .legend span{display:inline-block;width:.8rem;height:.8rem;margin:0 .3rem 0 1rem;vertical-align:-1px}
 .note{color:#52606d;font-size:12px}
+tr.check-ok td:last-child{color:#2f8132}tr.check-warn td{background:#fff4d6}tr.check-warn td:last-child{color:#8a5a00;
+font-weight:600}tr.check-fail td{background:#fde8e8}tr.check-fail td:last-child{color:#c62828;font-weight:600}
+.warnings{background:#b7791f}
 @media print{body{margin:0;max-width:none}pre{background:#fff;color:#000;border:1px solid #999}}
 """
 BAR_COLOURS = {"passed": "#2680c2", "failed": "#c62828", "unknown": "#b7791f", "interrupted": "#616e7c"}
@@ -52,14 +59,40 @@ def _page(title: str, body: str) -> str:
 
 
 def _badge(record: RunRecord) -> str:
-    return f'<span class="badge {escape(record.status)}">{escape(record.status.upper())}</span>'
+    badge = f'<span class="badge {escape(record.status)}">{escape(record.status.upper())}</span>'
+    warnings = len(record.warnings)
+    if warnings:
+        badge += f' <span class="badge warnings">{warnings} WARNING{"S" * (warnings > 1)}</span>'
+    return badge
 
 
-def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+def checks_section(record: RunRecord) -> str:
+    """The data-level checks: a row each, ok in green, a warning in amber, a failure in red."""
+    if not record.checks:
+        return "<p>None ran.</p>"
+    rows = [
+        [escape(text) for text in (c.step, c.name, observed(c), c.expected, c.level, check_mark(c), c.message)]
+        for c in record.checks
+    ]
+    css = ["check-ok" if c.ok else f"check-{c.level}" for c in record.checks]
+    intro = (
+        f'<p class="note">Data-level checks: {escape(checks_tally(record))}; thresholds from '
+        f"<code>{escape(record.expectations or NA)}</code>.</p>"
+    )
+    head = ["step", "check", "observed", "expected", "level", "result", "what was wrong"]
+    return intro + _table(head, rows, set(), css)
+
+
+def _table(
+    head: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), row_classes: list[str] | None = None
+) -> str:
     cells = "".join(f"<th>{h}</th>" for h in head)
+    classes = row_classes or [""] * len(rows)
     body = "".join(
-        "<tr>" + "".join(f"<td{' class=num' if i in numeric else ''}>{c}</td>" for i, c in enumerate(row)) + "</tr>"
-        for row in rows
+        (f'<tr class="{css}">' if css else "<tr>")
+        + "".join(f"<td{' class=num' if i in numeric else ''}>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row, css in zip(rows, classes, strict=True)
     )
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -140,6 +173,7 @@ def render_html(record: RunRecord, about: About = NO_ABOUT) -> str:
     ]
     if record.resumed_from:
         meta.append(("resumed from", escape(record.resumed_from)))
+    meta += [("note", escape(note)) for note in record.notes]
     body = [
         f"<h1>E2E run {escape(record.run_id)} {_badge(record)}</h1>",
         '<table class="meta">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in meta) + "</table>",
@@ -196,6 +230,7 @@ def render_html(record: RunRecord, about: About = NO_ABOUT) -> str:
         if record.outputs
         else "<p>None.</p>",
     ]
+    body += ["<h2>Checks</h2>", checks_section(record)]
     estimate = cost(record, record.region or "eu-west-3")
     rows = [
         [escape(c.step), c.architecture, NA if c.gb_seconds is None else f"{c.gb_seconds:.4f}", usd(c.usd)]
@@ -226,7 +261,11 @@ def render_compare_html(records: list[RunRecord]) -> str:
     """A side-by-side comparison page with deltas against the first run."""
     labels, columns = comparison(records)
     head = [""] + [f"<code>{escape(c.record.client_id)}</code><br>{_badge(c.record)}" for c in columns]
-    rows = [["run"] + [escape(c.record.run_id) for c in columns], ["env"] + [escape(c.record.env) for c in columns]]
+    rows = [
+        ["run"] + [escape(c.record.run_id) for c in columns],
+        ["env"] + [escape(c.record.env) for c in columns],
+        ["checks"] + [escape(checks_cell(c.record)) for c in columns],
+    ]
     for label in labels:
         base = columns[0].values.get(label) if columns else None
         rows.append(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tasks.aws import describe_error
+from tasks.aws import aws_errors, describe_error
+from tasks.files import write_atomic
 from tasks.settings import Settings
 from tasks.workflow import OutputCheck, StepResult, Verifier
 
@@ -94,15 +95,28 @@ def verifier(s3: S3Client, settings: Settings, env: str, client_id: str, clock: 
     return check
 
 
-def download(s3: S3Client, checks: list[OutputCheck], folder: Path) -> list[Path]:
-    """Copy each verified output into folder/<step>/<file name>; return the paths written."""
-    written = []
-    for check in checks:
-        if not check.ok:
-            continue
-        bucket, key = split_uri(check.uri)
-        target = folder / check.step / key.rsplit("/", 1)[-1]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(target))
-        written.append(target)
-    return written
+class OutputReader:
+    """Reads verified outputs from S3 for the data checks (they are small), keeping each one's bytes to save later."""
+
+    def __init__(self, s3: S3Client) -> None:
+        self.s3 = s3
+        self.fetched: dict[str, bytes] = {}
+
+    def __call__(self, uri: str) -> bytes:
+        if uri not in self.fetched:
+            bucket, key = split_uri(uri)
+            with aws_errors("s3:GetObject", uri):
+                self.fetched[uri] = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return self.fetched[uri]
+
+    def save(self, checks: Iterable[OutputCheck], folder: Path) -> list[Path]:
+        """Write each verified output into folder/<step>/<file name>; return the paths written."""
+        written = []
+        for check in checks:
+            if not check.ok:
+                continue
+            target = folder / check.step / check.uri.rsplit("/", 1)[-1]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, self(check.uri))
+            written.append(target)
+        return written

@@ -11,11 +11,14 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from tasks import checks
+from tasks.checks import Chain, CheckResult, Expectations
 from tasks.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_PASSED, EXIT_UNKNOWN, OutcomeUnknown, ToolkitError
 from tasks.lambda_log import parse_report
 from tasks.settings import STEPS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: checks, notes, expectations and each step's own event
+DRY_RUN_NOTE = "dry run (event dry_run: true): ingest writes nothing, so output, data and chain checks were skipped"
 ERROR_STATUSES = {"error", "failed", "failure"}
 # The body fields that tell a step's story (the funnel), looked up in the body and its "statistics".
 KEY_COUNTS = {
@@ -74,6 +77,7 @@ class StepResult:
     counts: dict[str, Any] = field(default_factory=dict)
     body: Any = None
     log_tail: str | None = None
+    event: dict[str, Any] | None = None  # set when this step's event differs from the run's (target_date)
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,14 @@ class RunRecord:
     functions: dict[str, Any] = field(default_factory=dict)
     resumed_from: str | None = None
     region: str | None = None
+    checks: tuple[CheckResult, ...] = ()
+    expectations: str | None = None  # where the checks' thresholds came from
+    notes: tuple[str, ...] = ()  # what a reader must know (a dry run, replayed sources...)
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def warnings(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if c.warned)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +119,8 @@ class RunRecord:
         fields = {k: v for k, v in document.items() if k in cls.__dataclass_fields__}
         fields["steps"] = tuple(_known(StepResult, s) for s in document.get("steps") or ())
         fields["outputs"] = tuple(_known(OutputCheck, o) for o in document.get("outputs") or ())
+        fields["checks"] = tuple(_known(CheckResult, c) for c in document.get("checks") or ())
+        fields["notes"] = tuple(document.get("notes") or ())
         return cls(**fields)
 
 
@@ -133,6 +146,14 @@ def counts(step: str, body: Any) -> dict[str, Any]:
     return {key: body.get(key, stats.get(key)) for key in KEY_COUNTS.get(step, ()) if key in body or key in stats}
 
 
+def _reason(body: Any) -> str:
+    """An error answer's `error` and `message` (the real 500 bodies hold both), or the body itself."""
+    if not isinstance(body, dict):
+        return str(body)
+    parts = [str(body[key]) for key in ("error", "message") if body.get(key)]
+    return ": ".join(parts) or "no detail"
+
+
 def judge(step: str, invocation: Invocation) -> tuple[str | None, int | None, str | None]:
     """(error or None, payload statusCode, body status) for an Invoke answer, by the rules of README "A step passed"."""
     payload = invocation.payload
@@ -148,11 +169,9 @@ def judge(step: str, invocation: Invocation) -> tuple[str | None, int | None, st
     body = _body(payload)
     body_status = body.get("status") if isinstance(body, dict) else None
     if status_code != 200:
-        reason = body.get("error") or body.get("message") if isinstance(body, dict) else body
-        return f"{name} answered statusCode {status_code}: {reason}", status_code, body_status
+        return f"{name} answered statusCode {status_code}: {_reason(body)}", status_code, body_status
     if body_status in ERROR_STATUSES:
-        reason = body.get("error") or body.get("message") or "no detail"
-        return f"{name} reported status {body_status!r}: {reason}", status_code, body_status
+        return f"{name} reported status {body_status!r}: {_reason(body)}", status_code, body_status
     if step == "newsletter" and body_status == "no_items":
         return f"{name} found nothing to publish (status 'no_items')", status_code, body_status
     return None, status_code, body_status
@@ -188,35 +207,61 @@ def step_result(step: str, invocation: Invocation, started: datetime, finished: 
 
 Invoker = Callable[[str, str, dict[str, Any]], Invocation]
 Verifier = Callable[[StepResult, datetime], list[OutputCheck]]
+Reader = Callable[[str], bytes]
+
+
+def file_name(uri: str) -> str:
+    return uri.rsplit("/", 1)[-1]
 
 
 @dataclass
 class Runner:
-    """Runs steps in order, verifies each one's outputs, stops at the first failure; reports each step as it ends."""
+    """Runs steps in order, holds each to its outputs, its data and the chain; stops at the first failure.
+
+    A step passes when its answer says success, each output it must write exists and is fresh (verify), and the
+    data-level checks at level fail hold on its answer and its parsed outputs (read); see tasks/checks.py.
+    """
 
     invoke: Invoker
     verify: Verifier
+    read: Reader
     clock: Callable[[], datetime]
+    expectations: Expectations = checks.DEFAULTS
     on_step_start: Callable[[int, str, str], None] = lambda index, step, name: None
-    on_step_end: Callable[[int, StepResult], None] = lambda index, result: None
+    on_step_end: Callable[[int, StepResult, list[CheckResult]], None] = lambda index, result, found: None
 
-    def run(self, record: RunRecord, functions: dict[str, str], steps: tuple[str, ...] = STEPS) -> RunRecord:
-        """Invoke each step's function with the record's event; return the finished record."""
+    def run(
+        self,
+        record: RunRecord,
+        functions: dict[str, str],
+        steps: tuple[str, ...] = STEPS,
+        earlier: tuple[StepResult, ...] = (),
+    ) -> RunRecord:
+        """Invoke each step's function; return the finished record. earlier: passed steps a resumed run reuses."""
+        dry_run = bool(record.event.get("dry_run"))
+        chain = Chain()
+        for result in earlier:
+            chain = checks.chain_after(result.step, result.body or {}, chain)
         results: list[StepResult] = []
         outputs: list[OutputCheck] = []
+        found: list[CheckResult] = []
         status, error, exit_code = "passed", None, EXIT_PASSED
         for index, step in enumerate(steps, start=1):
             name = functions[step]
             self.on_step_start(index, step, name)
             started = self.clock()
+            event = record.event
+            if step == "newsletter" and not dry_run:
+                event = checks.newsletter_event(record.event, chain, started.strftime("%Y/%m/%d"))
+            step_checks: list[CheckResult] = []
             try:
-                result = step_result(step, self.invoke(step, name, record.event), started, self.clock())
-                if result.status == "passed":
-                    checks = self.verify(result, started)
-                    outputs += checks
-                    bad = [c for c in checks if not c.ok]
-                    if bad:
-                        result = replace(result, status="failed", error=f"output check failed: {bad[0].error}")
+                result = step_result(step, self.invoke(step, name, event), started, self.clock())
+                if event != record.event:
+                    result = replace(result, event=event)
+                if result.status == "passed" and not dry_run:
+                    result, step_outputs, step_checks = self._hold(result, started, chain)
+                    outputs += step_outputs
+                    chain = checks.chain_after(step, result.body or {}, chain)
             except KeyboardInterrupt:
                 result = StepResult(
                     step,
@@ -236,7 +281,8 @@ class Runner:
                 result = StepResult(step, name, "failed", started.isoformat(), self.clock().isoformat(), error=str(err))
                 status, exit_code = "failed", err.exit_code
             results.append(result)
-            self.on_step_end(index, result)
+            found += step_checks
+            self.on_step_end(index, result, step_checks)
             if result.status == "failed" and status == "passed":
                 status, exit_code = "failed", EXIT_FAILED
             if status != "passed":
@@ -248,6 +294,26 @@ class Runner:
             finished_at=self.clock().isoformat(),
             steps=tuple(results),
             outputs=tuple(outputs),
+            checks=tuple(found),
+            expectations=self.expectations.source,
+            notes=(*record.notes, DRY_RUN_NOTE) if dry_run else record.notes,
             error=error,
             exit_code=exit_code,
         )
+
+    def _hold(
+        self, result: StepResult, started: datetime, chain: Chain
+    ) -> tuple[StepResult, list[OutputCheck], list[CheckResult]]:
+        """Verify the outputs of an answered step, then its data; the result fails on the first that does not hold."""
+        outputs = self.verify(result, started)
+        bad = [o for o in outputs if not o.ok]
+        if bad:
+            return replace(result, status="failed", error=f"output check failed: {bad[0].error}"), outputs, []
+        files = {file_name(o.uri): self.read(o.uri) for o in outputs}
+        found = checks.check_step(result.step, result.body or {}, files, chain, self.expectations)
+        failed = [c for c in found if c.failed]
+        if failed:
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            error = f"data check {failed[0].name} failed: {failed[0].message}{more}"
+            result = replace(result, status="failed", error=error)
+        return result, outputs, found

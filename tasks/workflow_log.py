@@ -16,10 +16,14 @@ def render_workflow_log(record: RunRecord, full_logs: Mapping[str, str] | None =
     ]
     if record.resumed_from:
         lines.append(f"{record.started_at} toolkit  resumed from run {record.resumed_from}")
+    lines += [f"{record.started_at} toolkit  note: {note}" for note in record.notes]
     outputs_by_step: dict[str, list[str]] = {}
     for output in record.outputs:
         state = f"ok, {output.size} bytes" if output.ok else f"FAILED: {output.error}"
         outputs_by_step.setdefault(output.step, []).append(f"output {output.uri}: {state}")
+    for check in record.checks:
+        state = "ok" if check.ok else f"{check.level.upper()}: {check.message}"
+        outputs_by_step.setdefault(check.step, []).append(f"check {check.name} (expected {check.expected}): {state}")
     for index, step in enumerate(record.steps, start=1):
         lines.append(f"{step.started_at} toolkit  step {index} {step.step}: invoking {step.function_name}")
         source, text = ("cloudwatch", full_logs[step.step]) if step.step in full_logs else ("tail", step.log_tail)

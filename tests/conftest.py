@@ -17,7 +17,7 @@ from tasks.local_aws import EmbeddedAws
 from tasks.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO.parent / "shared" / "fixtures" / "vectora-inbox"
+FIXTURES = REPO / "tests" / "fixtures" / "vectora-inbox"
 SAFE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

@@ -10,11 +10,33 @@ import json
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.conftest import FIXTURES
+
 STEP_OF = {"ingest": "ingest", "normalize-score": "normalize-score", "newsletter": "newsletter"}
+# Failures the real handlers swallow, answering success: each writes what the real one writes in that case.
+SWALLOWED = ("nothing_ingested", "bedrock_down", "stale_input", "nothing_selected")
+
+
+def real(name: str) -> Any:
+    """A file of the real pipeline's data (tests/fixtures/vectora-inbox), parsed."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def fallback(item: dict[str, Any]) -> dict[str, Any]:
+    """A curated item as the real normalizer leaves it when Bedrock failed."""
+    content = {
+        "summary": "",
+        "entities": {"companies": [], "molecules": [], "technologies": [], "trademarks": [], "indications": []},
+        "event_classification": {"primary_type": "other", "confidence": 0.0},
+        "normalization_metadata": {"bedrock_model": "fallback", "fallback_reason": "bedrock_failure"},
+    }
+    return {k: v for k, v in item.items() if k not in ("matching_results", "scoring_results")} | {
+        "normalized_content": content
+    }
 
 
 class FaultLambda:
@@ -59,33 +81,70 @@ class FaultLambda:
                 return step
         return None
 
-    def _outputs(self, step: str, client_id: str, body: bytes = b"[{}]") -> dict[str, Any]:
-        """Write the step's outputs (body in each) to S3 and return its answer body, shaped like the real ones."""
-        day = datetime.now(UTC).strftime("%Y/%m/%d")
+    def _outputs(self, step: str, event: dict[str, Any], behaviour: str = "ok") -> dict[str, Any]:
+        """Write the step's outputs (the real pipeline's data) to S3 and answer like the real handler.
+
+        behaviour may be a way the real handlers fail while answering success (README, "What a step passed means").
+        """
+        client_id = event["client_id"]
+        today = datetime.now(UTC)
+        day = today.strftime("%Y/%m/%d")
         data, newsletters = f"vectora-inbox-data-{self.env}", f"vectora-inbox-newsletters-{self.env}"
+
+        def put(bucket: str, key: str, body: bytes) -> str:
+            if behaviour == "empty_outputs":
+                body = b""
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+            return f"s3://{bucket}/{key}"
+
         if step == "ingest":
+            items = [] if behaviour == "nothing_ingested" else real("data/ingested_items.json")
             key = f"ingested/{client_id}/{day}/items.json"
-            self.s3.put_object(Bucket=data, Key=key, Body=body)
-            return {
-                "status": "success",
-                "items_ingested": 16,
-                "items_final": 15,
+            if not event.get("dry_run"):
+                put(data, key, json.dumps(items).encode())
+            if behaviour == "stale_input":  # a leftover folder dated after this run's: normalize reads it
+                tomorrow = (today + timedelta(days=1)).strftime("%Y/%m/%d")
+                put(data, f"ingested/{client_id}/{tomorrow}/items.json", json.dumps(items).encode())
+            answer = real("responses/ingest_ok.json")["body"] | {"client_id": client_id}
+            failed = answer["sources_processed"] + answer["sources_failed"] if not items else answer["sources_failed"]
+            return answer | {
+                "sources_processed": answer["sources_processed"] if items else 0,
+                "sources_failed": failed,
+                "items_ingested": len(items) + 1 if items else 0,
+                "items_final": len(items),
                 "s3_output_path": f"s3://{data}/{key}",
+                "dry_run": bool(event.get("dry_run")),
             }
         if step == "normalize-score":
-            key = f"curated/{client_id}/{day}/items.json"
-            self.s3.put_object(Bucket=data, Key=key, Body=body)
-            return {
-                "status": "completed",
-                "output_path": key,
-                "statistics": {"items_input": 15, "items_normalized": 15, "items_matched": 5, "items_scored": 15},
-            }
-        paths = {}
-        for kind, file in (("markdown", "newsletter.md"), ("json", "newsletter.json"), ("manifest", "manifest.json")):
-            key = f"{client_id}/{day}/{file}"
-            self.s3.put_object(Bucket=newsletters, Key=key, Body=body)
-            paths[kind] = f"s3://{newsletters}/{key}"
-        return {"status": "success", "items_selected": 3, "s3_paths": paths}
+            folders = sorted(
+                o["Key"].rsplit("/", 1)[0]
+                for o in self.s3.list_objects_v2(Bucket=data, Prefix=f"ingested/{client_id}/").get("Contents", [])
+            )
+            read = folders[-1] if folders else f"ingested/{client_id}/{day}"
+            curated = real("data/curated_items.json")
+            if behaviour == "bedrock_down":
+                curated = [fallback(item) for item in curated]
+            key = read.replace("ingested/", "curated/", 1) + "/items.json"
+            put(data, key, json.dumps(curated).encode())
+            answer = real("responses/normalize_score_ok.json")["body"] | {"client_id": client_id}
+            if behaviour == "bedrock_down":
+                zeros = dict.fromkeys(answer["statistics"]["entity_statistics"], 0)
+                statistics = answer["statistics"] | {"entity_statistics": zeros}
+                answer = answer | {"statistics": statistics}
+            return answer | {"last_run_path": read, "output_path": key}
+        target = event.get("target_date") or today.strftime("%Y-%m-%d")
+        prefix = f"{client_id}/{target.replace('-', '/')}"
+        selected = 0 if behaviour == "nothing_selected" else 3
+        document = real("outputs/newsletter.json")
+        document["metrics"]["total_items"] = selected
+        manifest = real("outputs/manifest.json") | {"target_date": target, "total_items": selected}
+        markdown = (FIXTURES / "outputs" / "newsletter.md").read_bytes() if selected else b"# 0 signals\n"
+        paths = {
+            "markdown": put(newsletters, f"{prefix}/newsletter.md", markdown),
+            "json": put(newsletters, f"{prefix}/newsletter.json", json.dumps(document).encode()),
+            "manifest": put(newsletters, f"{prefix}/manifest.json", json.dumps(manifest).encode()),
+        }
+        return {"status": "success", "target_date": target, "items_selected": selected, "s3_paths": paths}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fault = self
@@ -157,10 +216,8 @@ class FaultLambda:
                         fault.in_flight -= 1
                 payload: Any
                 error = None
-                if behaviour in ("ok", "slow"):
-                    payload = {"statusCode": 200, "body": fault._outputs(step, event["client_id"])}
-                elif behaviour == "empty_outputs":
-                    payload = {"statusCode": 200, "body": fault._outputs(step, event["client_id"], b"")}
+                if behaviour in ("ok", "slow", *SWALLOWED, "empty_outputs"):
+                    payload = {"statusCode": 200, "body": fault._outputs(step, event, behaviour)}
                 elif behaviour == "no_outputs":
                     payload = {"statusCode": 200, "body": {"status": "success", "items_final": 1}}
                 elif behaviour == "unhandled":
@@ -177,7 +234,7 @@ class FaultLambda:
                 elif behaviour == "status_error":
                     payload = {"statusCode": 200, "body": {"status": "error", "error": "all sources failed"}}
                 elif behaviour == "status_500":
-                    payload = {"statusCode": 500, "body": {"error": "boom"}}
+                    payload = {"statusCode": 500, "body": {"error": "ValueError", "message": "boom"}}
                 elif behaviour == "no_items":
                     payload = {"statusCode": 200, "body": {"status": "no_items", "items_selected": 0}}
                 else:

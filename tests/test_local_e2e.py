@@ -49,7 +49,7 @@ def run_json(store: ContextStore, client_id: str, run_id: str) -> dict:
 
 def test_a_new_context_passes_end_to_end_and_leaves_a_newsletter(contexts_dir: Path, store: ContextStore) -> None:
     lines = []
-    flow = LocalE2E(settings_for(contexts_dir), store, on_step_end=lambda i, n, r: lines.append((i, n, r.status)))
+    flow = LocalE2E(settings_for(contexts_dir), store, on_step_end=lambda i, n, r, c: lines.append((i, n, r.status)))
     context = flow.context(None, "lai_weekly", 'purpose with "quotes"')
     record = flow.run(context)
     assert (record.status, record.exit_code) == ("passed", 0)

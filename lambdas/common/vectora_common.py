@@ -52,13 +52,28 @@ def client_config(client_id: str) -> dict[str, Any]:
     return read_yaml(os.environ["CONFIG_BUCKET"], f"clients/{client_id}.yaml")
 
 
-def latest_key(bucket: str, prefix: str, name: str) -> str | None:
-    """The newest key under prefix ending in /name (dated keys sort by date)."""
+def newest_non_empty(bucket: str, prefix: str, name: str) -> tuple[str, list] | None:
+    """The newest key under prefix ending in /name whose JSON list is not empty, and that list (as the real one)."""
     keys = []
     for page in s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith("/" + name)]
-    return max(keys) if keys else None
+    for key in sorted(keys, reverse=True):  # dated keys sort by date
+        items = read_json(bucket, key)
+        if items:
+            return key, items
+    return None
+
+
+def simulated(event: dict[str, Any], fault: str) -> bool:
+    """Whether the event asks the sample pipeline to fail this way (event field `simulate`, see README)."""
+    return event.get("simulate") == fault
 
 
 def answer(body: dict[str, Any], status_code: int = 200) -> dict[str, Any]:
     return {"statusCode": status_code, "body": body}
+
+
+def error_answer(err: Exception) -> dict[str, Any]:
+    """The real handlers' answer to an exception: statusCode 500, the exception's name and message."""
+    print(f"[ERROR] {type(err).__name__}: {err}")
+    return answer({"error": type(err).__name__, "message": str(err)}, 500)

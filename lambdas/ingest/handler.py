@@ -1,7 +1,10 @@
 """Sample ingest Lambda: collect the client's sources' items from bundled sample data into the data bucket.
 
-Event: {"client_id": ..., "period_days": N?, "sources": [...]?, "dry_run": bool?}
-Writes s3://$DATA_BUCKET/ingested/{client_id}/YYYY/MM/DD/items.json
+Event: {"client_id": ..., "period_days": N?, "sources": [...]?, "dry_run": bool?, "simulate": ...?}
+Writes s3://$DATA_BUCKET/ingested/{client_id}/YYYY/MM/DD/items.json (nothing on a dry run).
+Like the real ingest it swallows failures: with every source failing it answers success and writes [].
+simulate: "nothing_ingested" (every source fails), "stale_input" (a leftover folder dated tomorrow, which the
+normalize step then reads instead of this run's).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from vectora_common import answer, client_config, dated_prefix, now, read_yaml, write_json
+from vectora_common import answer, client_config, dated_prefix, error_answer, now, read_yaml, simulated, write_json
 
 SAMPLE_ITEMS = Path(__file__).with_name("sample_items.json")
 
@@ -48,10 +51,17 @@ def _item(raw: dict, today, ingested_at: str) -> dict:
 
 
 def lambda_handler(event, context):
-    started = time.monotonic()
-    client_id = event.get("client_id")
-    if not client_id:
+    if not event.get("client_id"):
         return answer({"status": "error", "error": "client_id is required"}, 400)
+    try:
+        return _ingest(event)
+    except Exception as err:  # noqa: BLE001 - the real handler answers 500 with the error's name and message
+        return error_answer(err)
+
+
+def _ingest(event: dict) -> dict:
+    started = time.monotonic()
+    client_id = event["client_id"]
     try:
         config = client_config(client_id)
         catalog = read_yaml(os.environ["CONFIG_BUCKET"], "canonical/sources/source_catalog.yaml")
@@ -61,12 +71,15 @@ def lambda_handler(event, context):
     period_days = int(event.get("period_days") or config.get("pipeline", {}).get("default_period_days", 30))
     min_words = config.get("source_config", {}).get("content_filters", {}).get("min_word_count", 0)
     sources = _enabled_sources(config, catalog, event.get("sources"))
+    failed = sources if simulated(event, "nothing_ingested") else set()
+    if failed:
+        print(f"[ERROR] every source failed: name resolution failed for {len(failed)} sources")
     when = now()
     raw_items = json.loads(SAMPLE_ITEMS.read_text(encoding="utf-8"))
     collected = [
         _item(r, when.date(), when.isoformat())
         for r in raw_items
-        if r["source_key"] in sources and r["age_days"] <= period_days
+        if r["source_key"] in sources - failed and r["age_days"] <= period_days
     ]
     kept = [i for i in collected if i["metadata"]["word_count"] >= min_words]
     final, seen = [], set()
@@ -78,8 +91,8 @@ def lambda_handler(event, context):
     body = {
         "client_id": client_id,
         "execution_date": when.isoformat(),
-        "sources_processed": len(sources),
-        "sources_failed": 0,
+        "sources_processed": len(sources - failed),
+        "sources_failed": len(failed),
         "items_ingested": len(collected),
         "items_filtered_out": len(collected) - len(kept),
         "items_deduplicated": len(kept) - len(final),
@@ -90,8 +103,13 @@ def lambda_handler(event, context):
         "temporal_mode": "strict",
         "status": "success",
     }
-    if not body["dry_run"]:
-        key = f"ingested/{client_id}/{dated_prefix(when)}/items.json"
-        body["s3_output_path"] = write_json(os.environ["DATA_BUCKET"], key, final)
+    bucket, key = os.environ["DATA_BUCKET"], f"ingested/{client_id}/{dated_prefix(when)}/items.json"
+    if body["dry_run"]:
+        print(f"dry run: would write {len(final)} items to s3://{bucket}/{key}")
+    else:
+        write_json(bucket, key, final)
+        if simulated(event, "stale_input"):
+            write_json(bucket, f"ingested/{client_id}/{dated_prefix(when + timedelta(days=1))}/items.json", final)
+    body["s3_output_path"] = f"s3://{bucket}/{key}"
     body["execution_time_seconds"] = round(time.monotonic() - started, 3)
     return answer(body)

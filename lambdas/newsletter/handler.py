@@ -1,7 +1,10 @@
 """Sample newsletter Lambda: select the best curated items, fill the config's sections, write three files.
 
-Event: {"client_id": ...}. Reads the latest curated items.
-Writes s3://$NEWSLETTERS_BUCKET/{client_id}/YYYY/MM/DD/newsletter.md, newsletter.json and manifest.json
+Event: {"client_id": ..., "target_date": "YYYY-MM-DD"?, "simulate": ...?}. Reads the curated items of target_date
+(default today, UTC), as the real one does in latest_run_only mode. Writes
+s3://$NEWSLETTERS_BUCKET/{client_id}/<target date>/newsletter.md, newsletter.json and manifest.json.
+Like the real one it answers "no_items" only when no curated items exist for that date; when items exist but none is
+selected (simulate "nothing_selected") it still publishes a "0 signals" newsletter and answers success.
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 import os
 import re
 import time
+from datetime import date, datetime
 
-from vectora_common import answer, client_config, dated_prefix, latest_key, now, read_json, write_json, write_object
+from botocore.exceptions import ClientError
+from vectora_common import answer, client_config, error_answer, now, read_json, simulated, write_json, write_object
 
 SECTION_ICONS = {"regulatory_updates": "📋", "partnerships_deals": "🤝", "clinical_updates": "🔬", "others": "📰"}
 
@@ -19,17 +24,18 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def _select(items: list[dict], config: dict) -> list[dict]:
+def _select(items: list[dict], config: dict, threshold: float | None = None) -> list[dict]:
     """Matched items above the threshold, best first, near-duplicate titles removed, at most max_items_total."""
     selection = config.get("newsletter_selection", {})
-    threshold = selection.get("min_score_threshold", 0)
+    threshold = selection.get("min_score_threshold", 0) if threshold is None else threshold
     dedup = selection.get("deduplication", {})
     similarity = dedup.get("similarity_threshold", 0.75) if dedup.get("enabled", True) else 1.01
     candidates = sorted(
         (
             i
             for i in items
-            if i["matching_results"]["matched_domains"] and i["scoring_results"]["final_score"] >= threshold
+            if (i.get("matching_results") or {}).get("matched_domains")
+            and i["scoring_results"]["final_score"] >= threshold
         ),
         key=lambda i: (-i["scoring_results"]["final_score"], i["item_id"]),
     )
@@ -71,7 +77,7 @@ def _entry(item: dict) -> dict:
     }
 
 
-def _markdown(client_name: str, when, sections: list[dict], total: int, tldr: bool) -> str:
+def _markdown(client_name: str, when: datetime, sections: list[dict], total: int, tldr: bool) -> str:
     filled = [s for s in sections if s["items"]]
     lines = [
         f"# {client_name} - Week of {when.date().isoformat()}",
@@ -106,29 +112,59 @@ def _markdown(client_name: str, when, sections: list[dict], total: int, tldr: bo
     return "\n".join(lines)
 
 
+def _target_date(event: dict) -> date:
+    text = event.get("target_date")
+    return date.fromisoformat(text) if text else now().date()
+
+
+def _curated(client_id: str, day: date) -> list[dict]:
+    """The curated items of that day, or [] when there are none."""
+    try:
+        return read_json(os.environ["DATA_BUCKET"], f"curated/{client_id}/{day:%Y/%m/%d}/items.json")
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return []
+        raise
+
+
 def lambda_handler(event, context):
-    started = time.monotonic()
-    client_id = event.get("client_id")
-    if not client_id:
+    if not event.get("client_id"):
         return answer({"status": "error", "error": "client_id is required"}, 400)
+    try:
+        return _newsletter(event)
+    except Exception as err:  # noqa: BLE001 - the real handler answers 500 with the error
+        return error_answer(err)
+
+
+def _newsletter(event: dict) -> dict:
+    started = time.monotonic()
+    client_id = event["client_id"]
     config = client_config(client_id)
-    latest = latest_key(os.environ["DATA_BUCKET"], f"curated/{client_id}/", "items.json")
-    items = read_json(os.environ["DATA_BUCKET"], latest) if latest else []
-    selected = _select(items, config)
-    body = {"client_id": client_id, "items_available": len(items), "items_selected": len(selected)}
-    if not selected:
-        print(f"newsletter {client_id}: nothing to publish from {len(items)} curated items")
-        return answer(body | {"status": "no_items", "execution_time_seconds": round(time.monotonic() - started, 3)})
+    day = _target_date(event)
+    items = _curated(client_id, day)
+    body = {"client_id": client_id, "target_date": day.isoformat(), "items_processed": len(items)}
+    if not items:
+        print(f"newsletter {client_id}: no curated items for {day}")
+        return answer(
+            body
+            | {
+                "status": "no_items",
+                "newsletter_generated": False,
+                "execution_time_seconds": round(time.monotonic() - started, 3),
+            }
+        )
+    selected = _select(items, config, float("inf") if simulated(event, "nothing_selected") else None)
     when = now()
     sections = [s | {"items": [_entry(i) for i in s["items"]]} for s in _distribute(selected, config)]
     placed = sum(len(s["items"]) for s in sections)
-    bucket, prefix = os.environ["NEWSLETTERS_BUCKET"], f"{client_id}/{dated_prefix(when)}"
+    bucket, prefix = os.environ["NEWSLETTERS_BUCKET"], f"{client_id}/{day:%Y/%m/%d}"
     name = config.get("client_profile", {}).get("name", client_id)
     markdown = _markdown(name, when, sections, placed, config.get("newsletter_delivery", {}).get("include_tldr", True))
     document = {
-        "newsletter_id": f"{client_id}_{when:%Y_%m_%d}",
+        "newsletter_id": f"{client_id}_{day:%Y_%m_%d}",
         "client_id": client_id,
         "generated_at": when.isoformat(),
+        "period": {"start_date": day.isoformat(), "end_date": day.isoformat()},
         "metrics": {
             "total_items": placed,
             "items_by_section": {s["section_id"]: len(s["items"]) for s in sections},
@@ -145,7 +181,7 @@ def lambda_handler(event, context):
         f"{prefix}/manifest.json",
         {
             "generation_date": when.isoformat(),
-            "target_date": when.date().isoformat(),
+            "target_date": day.isoformat(),
             "status": "completed",
             "total_items": placed,
             "files": {"newsletter.md": paths["markdown"], "newsletter.json": paths["json"]},
@@ -156,7 +192,8 @@ def lambda_handler(event, context):
         body
         | {
             "status": "success",
-            "items_placed": placed,
+            "items_selected": placed,
+            "newsletter_generated": True,
             "sections": len(document["sections"]),
             "s3_paths": paths,
             "execution_time_seconds": round(time.monotonic() - started, 3),

@@ -1,7 +1,10 @@
 """Sample normalize-score Lambda: extract entities, classify events, match the client's watch domains, score.
 
-Event: {"client_id": ...}. Reads the latest ingested items and canonical/scopes/*.yaml from the config bucket.
-Writes s3://$DATA_BUCKET/curated/{client_id}/YYYY/MM/DD/items.json
+Event: {"client_id": ..., "simulate": ...?}. Reads the newest non-empty ingested/{client_id}/<date>/items.json (named
+in the answer as last_run_path) and canonical/scopes/*.yaml; writes s3://$DATA_BUCKET/curated/{client_id}/<that
+date>/items.json. Like the real one it refuses test data (paths holding "test" or "synthetic", item URLs on
+example.com, test.com, fake.com) and swallows model failures: with simulate "bedrock_down" every item is a fallback,
+with "bedrock_empty" every answer is empty, and the step still answers "completed".
 """
 
 from __future__ import annotations
@@ -11,7 +14,16 @@ import re
 import time
 from datetime import date
 
-from vectora_common import answer, client_config, dated_prefix, latest_key, now, read_json, read_yaml, write_json
+from vectora_common import (
+    answer,
+    client_config,
+    error_answer,
+    newest_non_empty,
+    now,
+    read_yaml,
+    simulated,
+    write_json,
+)
 
 SCOPE_FILES = ("company", "molecule", "technology", "trademark")
 EVENT_KEYWORDS = {
@@ -39,6 +51,9 @@ DEFAULT_WEIGHTS = {
     "other": 2,
 }
 SIGNAL_WEIGHTS = {"technologies": 0.4, "companies": 0.25, "molecules": 0.2, "trademarks": 0.25}
+ENTITY_KINDS = ("companies", "molecules", "technologies", "trademarks")
+REFUSED_PATH_WORDS = ("test", "synthetic")
+REFUSED_URL_HOSTS = ("example.com", "test.com", "fake.com")
 
 
 class Terms:
@@ -134,43 +149,79 @@ def _process(item: dict, matchers: list[DomainMatcher], scopes: dict, config: di
     }
 
 
+def _without_model(item: dict, fallback: bool) -> dict:
+    """An item as the real normalizer leaves it when Bedrock failed (fallback) or answered nothing (empty)."""
+    content = {
+        "summary": "",
+        "entities": {kind: [] for kind in (*ENTITY_KINDS, "indications")},
+        "event_classification": {"primary_type": "other", "confidence": 0.0},
+    }
+    if fallback:
+        content["normalization_metadata"] = {
+            "bedrock_model": "fallback",
+            "processing_time_ms": 0,
+            "fallback_reason": "bedrock_failure",
+        }
+    return item | {"normalized_at": now().isoformat(), "normalized_content": content}
+
+
+def _refuse_test_data(path: str, items: list[dict]) -> None:
+    """The real normalize refuses test data: raise ValueError on a test path or a placeholder URL."""
+    for word in REFUSED_PATH_WORDS:
+        if word in path.lower():
+            raise ValueError(f"refusing test data: path {path} contains {word!r}")
+    for item in items[:5]:
+        if any(host in item.get("url", "") for host in REFUSED_URL_HOSTS):
+            raise ValueError(f"refusing synthetic data: item {item.get('item_id')} has URL {item['url']}")
+
+
 def lambda_handler(event, context):
-    started = time.monotonic()
-    client_id = event.get("client_id")
-    if not client_id:
+    if not event.get("client_id"):
         return answer({"status": "error", "error": "client_id is required"}, 400)
+    try:
+        return _normalize(event)
+    except Exception as err:  # noqa: BLE001 - the real handler answers 500 with the error's name and message
+        return error_answer(err)
+
+
+def _normalize(event: dict) -> dict:
+    started = time.monotonic()
+    client_id = event["client_id"]
     data_bucket = os.environ["DATA_BUCKET"]
     config = client_config(client_id)
-    latest = latest_key(data_bucket, f"ingested/{client_id}/", "items.json")
-    if latest is None:
+    found = newest_non_empty(data_bucket, f"ingested/{client_id}/", "items.json")
+    if found is None:
         return answer({"client_id": client_id, "status": "error", "error": "no ingested items; run ingest first"})
-    items = read_json(data_bucket, latest)
-    domains = [d for d in config.get("watch_domains", []) if d.get("enabled", True)]
-    scopes = _scopes(os.environ["CONFIG_BUCKET"])
-    matchers = [DomainMatcher(domain, scopes) for domain in domains]
+    latest, items = found
+    last_run_path = latest.rsplit("/", 1)[0]
+    _refuse_test_data(last_run_path, items)
     when = now()
-    curated = [_process(item, matchers, scopes, config, when.date()) for item in items]
-    output_path = f"curated/{client_id}/{dated_prefix(when)}/items.json"
+    if simulated(event, "bedrock_down") or simulated(event, "bedrock_empty"):
+        print("[ERROR] Bedrock call failed: ThrottlingException; using fallback normalization")
+        curated = [_without_model(item, simulated(event, "bedrock_down")) for item in items]
+    else:
+        domains = [d for d in config.get("watch_domains", []) if d.get("enabled", True)]
+        scopes = _scopes(os.environ["CONFIG_BUCKET"])
+        matchers = [DomainMatcher(domain, scopes) for domain in domains]
+        curated = [_process(item, matchers, scopes, config, when.date()) for item in items]
+    output_path = last_run_path.replace("ingested/", "curated/", 1) + "/items.json"
     write_json(data_bucket, output_path, curated)
-    scores = [i["scoring_results"]["final_score"] for i in curated]
-    matched = sum(1 for i in curated if i["matching_results"]["matched_domains"])
-    print(f"normalize-score {client_id}: {len(items)} items, {matched} matched")
-    entity_counts = {
-        k: sum(1 for i in curated if i["normalized_content"]["entities"][k])
-        for k in ("companies", "molecules", "technologies", "trademarks")
-    }
+    scores = [i["scoring_results"]["final_score"] for i in curated if "scoring_results" in i]
+    matched = sum(1 for i in curated if (i.get("matching_results") or {}).get("matched_domains"))
+    print(f"normalize-score {client_id}: {len(items)} items from {last_run_path}, {matched} matched")
+    entity_counts = {k: sum(1 for i in curated if i["normalized_content"]["entities"][k]) for k in ENTITY_KINDS}
     return answer(
         {
             "client_id": client_id,
             "status": "completed",
-            "last_run_path": latest.rsplit("/", 1)[0],
+            "last_run_path": last_run_path,
             "output_path": output_path,
             "processing_time_ms": round((time.monotonic() - started) * 1000),
             "statistics": {
                 "items_input": len(items),
                 "items_normalized": len(curated),
                 "items_matched": matched,
-                "items_scored": len(curated),
+                "items_scored": len(scores),
                 "normalization_success_rate": 1.0 if items else 0.0,
                 "matching_success_rate": round(matched / len(items), 3) if items else 0.0,
                 "score_distribution": {
@@ -182,7 +233,7 @@ def lambda_handler(event, context):
             },
             "configuration": {
                 "scoring_mode": "balanced",
-                "watch_domains_count": len(domains),
+                "watch_domains_count": len([d for d in config.get("watch_domains", []) if d.get("enabled", True)]),
                 "bedrock_matching_enabled": False,
             },
         }

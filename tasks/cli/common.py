@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tasks.checks import CheckResult
+from tasks.checks import summary as checks_summary
 from tasks.contexts import Context, ContextStore, validate_client_id
 from tasks.errors import EXIT_PASSED, UsageError
 from tasks.settings import Settings, load_settings
@@ -59,12 +61,16 @@ def context_for(settings: Settings, client_id: str | None, default: Callable[[li
     return store.load(validate_client_id(client_id)) if client_id is not None else default(store.list())
 
 
-def print_step(index: int, total: int, result: StepResult, prefix: str = "") -> None:
+def print_step(
+    index: int, total: int, result: StepResult, found: list[CheckResult] | None = None, prefix: str = ""
+) -> None:
+    """A step's line: status, time, funnel counts, and how many data checks held (naming those that did not)."""
     seconds = f"{result.wall_ms / 1000:.2f} s" if result.wall_ms is not None else "n/a"
     counts = " ".join(f"{key}={value}" for key, value in result.counts.items())
+    held = checks_summary(found or [])
     print(
         f"{prefix}step {index}/{total} {result.step:<16} {result.function_name:<42} {result.status:<8} {seconds:>8}  "
-        f"{counts}",
+        f"{counts}{'  ' + held if held else ''}",
         flush=True,
     )
     if result.error:

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--client-id", default=None, help="rerun this existing context (default: create a new one)")
     local.add_argument("--template", default=DEFAULT_TEMPLATE, help="template of the new context")
     local.add_argument("--purpose", default=None, help="purpose of the new context")
+    local.add_argument(
+        "--payload", default=None, help='extra event fields as JSON, e.g. \'{"simulate": "bedrock_down"}\''
+    )
 
     upload = commands.add_parser("upload-config", help="upload a context's client config to an env's config bucket")
     _env_options(upload, client_required=True)

@@ -29,16 +29,19 @@ AWS_ENVS = ("dev", "stage", "prod", "local")
 
 
 def local_e2e_command(args: argparse.Namespace) -> int:
+    from tasks.aws_e2e import parse_payload
     from tasks.local_e2e import LocalE2E
 
     settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
     flow = LocalE2E(settings, context_store(settings), on_step_end=print_step)
     if args.client_id is not None:
         context = context_store(settings).load(validate_client_id(args.client_id))
+        payload = parse_payload(args.payload, context.client_id)
     else:
+        payload = parse_payload(args.payload, None)
         context = create_context(settings, args.template, args.purpose)
     print(f"context {context.client_id}: running the workflow on the embedded AWS", flush=True)
-    return finish_run(context, flow.run(context))
+    return finish_run(context, flow.run(context, payload))
 
 
 def _promotion_time(env: str) -> Callable[[Context], str | None]:
@@ -96,7 +99,7 @@ def _e2e_flow(settings: Settings, factory: Any, prefix: str) -> Any:
         context_store(settings),
         factory,
         utc_now,
-        lambda index, total, result: print_step(index, total, result, prefix),
+        lambda index, total, result, found: print_step(index, total, result, found, prefix),
         lambda step, elapsed: print_progress(step, elapsed, prefix),
     )
 
