@@ -111,7 +111,7 @@ def test_a_healthy_pipeline_passes_with_one_execution_per_function(rig: Rig) -> 
     ("step", "behaviour", "message"),
     [
         ("ingest", "unhandled", "Runtime.ImportModuleError"),
-        ("normalize-score", "status_500", "statusCode 500"),
+        ("normalize-score", "status_500", "statusCode 500: ValueError: boom"),
         ("ingest", "status_error", "all sources failed"),
         ("newsletter", "no_items", "no_items"),
         ("normalize-score", "lambda_timeout", "Task timed out"),
@@ -127,6 +127,47 @@ def test_a_failing_step_stops_the_run_with_exit_1(rig: Rig, step: str, behaviour
     position = STEPS.index(step)
     assert [rig.executions(s) for s in STEPS] == [1] * (position + 1) + [0] * (2 - position)
     assert run_json(rig, record.run_id)["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("step", "behaviour", "failed_check"),
+    [
+        ("ingest", "nothing_ingested", "items_written"),
+        ("normalize-score", "bedrock_down", "not_normalized_share"),
+        ("ingest", "stale_input", "reads_this_run_ingest"),
+        ("newsletter", "nothing_selected", "items_selected"),
+    ],
+)
+def test_a_swallowed_failure_answering_success_fails_on_its_data(
+    rig: Rig, step: str, behaviour: str, failed_check: str
+) -> None:
+    rig.fault.script(step, behaviour)
+    record = rig.run()
+    assert (record.status, record.exit_code) == ("failed", 1)
+    assert all(s.body_status in ("success", "completed") for s in record.steps)
+    assert record.error.startswith(f"data check {failed_check} failed: ")
+    assert failed_check in {c.name for c in record.checks if not c.ok}
+    assert sum(rig.executions(s) for s in STEPS) == len(record.steps)
+    junit = (rig.context.runs_dir / record.run_id / "junit.xml").read_text()
+    assert f"check {record.steps[-1].step} {failed_check}" in junit and 'type="DataCheck"' in junit
+
+
+def test_a_dry_run_payload_skips_output_checks_and_says_so(rig: Rig) -> None:
+    record = rig.run(payload={"dry_run": True})
+    assert record.status == "passed" and record.checks == () and record.outputs == ()
+    assert "dry run" in (rig.context.runs_dir / record.run_id / "report.md").read_text()
+
+
+def test_a_good_run_leaves_its_outputs_and_every_check(rig: Rig) -> None:
+    record = rig.run()
+    assert record.status == "passed" and len(record.checks) == 13 and all(c.ok for c in record.checks)
+    saved = rig.context.runs_dir / record.run_id / "outputs"
+    assert sorted(p.name for p in saved.rglob("*.json")) == [
+        "items.json",
+        "items.json",
+        "manifest.json",
+        "newsletter.json",
+    ]
 
 
 def test_throttling_that_clears_runs_the_function_once(rig: Rig) -> None:

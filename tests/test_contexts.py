@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ import yaml
 
 from tasks.contexts import ContextStore, validate_client_id
 from tasks.errors import ConfigError, UsageError
-from tests.conftest import REPO, safe_environ
+from tests.conftest import REPO, run_tasks, safe_environ
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 
@@ -80,6 +81,27 @@ def test_an_unknown_template_is_refused_and_lists_the_known_ones(store: ContextS
     with pytest.raises(UsageError, match="unknown template"):
         store.create("../templates/lai_weekly", "x", NOW)
     assert store.list() == []
+
+
+@pytest.mark.parametrize("template", ["lai_test", "synthetic_weekly", "contest"])
+def test_a_template_whose_client_ids_the_real_normalize_refuses_is_refused_through_the_cli(
+    contexts_dir: Path, template: str
+) -> None:
+    shutil.copy(contexts_dir / "templates" / "lai_weekly.yaml", contexts_dir / "templates" / f"{template}.yaml")
+    env = safe_environ(CONTEXTS_DIR=str(contexts_dir))
+    result = run_tasks(env, "context", "new", "--template", template)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the real normalize-score refuses data paths containing" in result.stderr
+    assert not list(contexts_dir.glob(f"{template}_v*"))
+
+
+def test_a_new_context_gets_its_own_editable_copy_of_the_templates_expectations(store: ContextStore) -> None:
+    context = store.create("lai_weekly", "x", NOW)
+    template = store.expectations_template("lai_weekly")
+    assert context.expectations_path.read_bytes() == template.read_bytes()
+    with pytest.raises(UsageError) as unknown:
+        store.create("nope", "x", NOW)
+    assert "lai_weekly.expect" not in str(unknown.value)  # an expectations file is not a template
 
 
 def test_a_template_that_is_not_yaml_names_file_and_line(store: ContextStore, contexts_dir: Path) -> None:

@@ -49,6 +49,29 @@ def test_the_sample_ingest_runs_through_boto3_invoke(settings: Settings, embedde
     assert result.log_tail.startswith("START RequestId: ")
 
 
+@pytest.mark.parametrize(
+    ("client_id", "url", "message"),
+    [
+        ("lai_weekly_v1", "https://example.com/fake-item", "has URL https://example.com/fake-item"),
+        ("lai_test_v1", "https://example.org/real", "contains 'test'"),
+    ],
+)
+def test_the_sample_normalize_refuses_test_data_like_the_real_one(
+    settings: Settings, embedded: str, client_id: str, url: str, message: str
+) -> None:
+    s3, lam = clients(settings, embedded)
+    create_buckets(s3, [settings.config_bucket(), settings.data_bucket()], settings.region)
+    upload_canonical(s3, settings.local_canonical_dir, settings.config_bucket())
+    config = (Path(__file__).parent.parent / "contexts" / "templates" / "lai_weekly.yaml").read_bytes()
+    s3.put_object(Bucket=settings.config_bucket(), Key=f"clients/{client_id}.yaml", Body=config)
+    item = {"item_id": "i1", "title": "t", "content": "c", "url": url, "published_at": "2026-11-20"}
+    key = f"ingested/{client_id}/2026/11/26/items.json"
+    s3.put_object(Bucket=settings.data_bucket(), Key=key, Body=json.dumps([item]).encode())
+    result = aws.invoke(lam, settings.function_name("normalize-score"), {"client_id": client_id})
+    assert result.payload["statusCode"] == 500
+    assert result.payload["body"]["error"] == "ValueError" and message in result.payload["body"]["message"]
+
+
 def test_function_configuration_names_the_handler_and_timeout(settings: Settings, embedded: str) -> None:
     _, lam = clients(settings, embedded)
     config = aws.function_configuration(lam, "vectora-inbox-newsletter-v2-stage")

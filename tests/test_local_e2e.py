@@ -101,3 +101,78 @@ def test_a_second_run_of_a_busy_context_is_refused(contexts_dir: Path, store: Co
     with run_lock(context.path / ".run.lock", "test holder"), pytest.raises(Busy, match="is busy"):
         flow.run(context)
     assert store.load(context.client_id).runs == ()
+
+
+@pytest.mark.parametrize(
+    ("simulate", "step", "checks", "observed"),
+    [
+        ("nothing_ingested", "ingest", {"items_written", "items_final", "sources_ok"}, "items in items.json: 0"),
+        ("bedrock_down", "normalize-score", {"not_normalized_share", "entities_found"}, "(100%) fallback or empty"),
+        ("bedrock_empty", "normalize-score", {"not_normalized_share", "entities_found"}, "(100%) fallback or empty"),
+        ("stale_input", "normalize-score", {"reads_this_run_ingest", "writes_under_ingest_date"}, "normalize read"),
+        ("nothing_selected", "newsletter", {"items_selected", "markdown_items"}, "items_selected in the answer: 0"),
+    ],
+)
+def test_a_pipeline_that_answers_success_without_doing_the_work_fails(
+    contexts_dir: Path, store: ContextStore, simulate: str, step: str, checks: set[str], observed: str
+) -> None:
+    flow = LocalE2E(settings_for(contexts_dir), store)
+    context = flow.context(None, "lai_weekly", simulate)
+    record = flow.run(context, {"simulate": simulate})
+    assert (record.status, record.exit_code) == ("failed", 1)
+    assert record.steps[-1].step == step and record.steps[-1].status == "failed"
+    assert all(s.body_status in ("success", "completed") for s in record.steps)  # every answer said success
+    assert {c.name for c in record.checks if not c.ok} == checks
+    assert observed in record.error and "expected" in record.error
+    document = run_json(store, context.client_id, record.run_id)
+    failed = [c for c in document["checks"] if not c["ok"]]
+    assert {c["name"] for c in failed} == checks
+    assert all({"step", "name", "observed", "expected", "level", "ok"} <= c.keys() for c in document["checks"])
+
+
+def test_a_good_run_records_every_check_in_run_json_and_reports(contexts_dir: Path, store: ContextStore) -> None:
+    flow = LocalE2E(settings_for(contexts_dir), store)
+    context = flow.context(None, "lai_weekly", "good")
+    record = flow.run(context)
+    assert record.status == "passed" and len(record.checks) == 13 and all(c.ok for c in record.checks)
+    assert record.expectations == str(context.expectations_path)
+    run_dir = context.runs_dir / record.run_id
+    assert "## Checks" in (run_dir / "report.md").read_text() and "13/13 held" in (run_dir / "report.md").read_text()
+    junit = (run_dir / "junit.xml").read_text()
+    assert junit.count('name="check ') == 13 and 'failures="0"' in junit
+
+
+def test_a_check_lowered_to_warn_passes_the_run_and_shows_the_warning_in_amber(
+    contexts_dir: Path, store: ContextStore
+) -> None:
+    flow = LocalE2E(settings_for(contexts_dir), store)
+    context = flow.context(None, "lai_weekly", "warn only")
+    expect = context.expectations_path.read_text()
+    assert "not_normalized_share: {max: 0.10, level: fail}" in expect  # copied from the template at creation
+    expect = expect.replace("not_normalized_share: {max: 0.10, level: fail}", "not_normalized_share: {level: warn}")
+    context.expectations_path.write_text(
+        expect.replace("entities_found: {min: 1, level: fail}", "entities_found: {level: warn}")
+    )
+    record = flow.run(context, {"simulate": "bedrock_empty", "period_days": 30})
+    # Empty answers have no matches, so the newsletter selects nothing and fails there: the warnings did not stop it.
+    assert record.steps[1].status == "passed" and {c.name for c in record.warnings} == {
+        "not_normalized_share",
+        "entities_found",
+    }
+    run_dir = context.runs_dir / record.run_id
+    report = (run_dir / "report.md").read_text()
+    assert "⚠️ WARN" in report and "2 warnings" in report
+    html = (run_dir / "report.html").read_text()
+    assert html.count('class="check-warn"') == 2 and "2 WARNINGS" in html
+    junit = (run_dir / "junit.xml").read_text()
+    assert "WARNING: items not really normalized" in junit
+    assert 'type="DataCheck"' in junit  # the newsletter's own failures, not the warnings
+
+
+def test_a_dry_run_skips_the_output_checks_and_says_so(contexts_dir: Path, store: ContextStore) -> None:
+    flow = LocalE2E(settings_for(contexts_dir), store)
+    context = flow.context(None, "lai_weekly", "dry")
+    record = flow.run(context, {"dry_run": True})
+    assert record.steps[0].status == "passed" and record.outputs == () and record.checks == ()
+    assert any("dry run" in note for note in record.notes)
+    assert "output, data and chain checks were skipped" in (context.runs_dir / record.run_id / "report.md").read_text()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tasks.checks import CheckResult
 from tasks.figures import cost, funnel
 from tasks.junit import render_junit
 from tasks.report import About, ContextRow, render_compare, render_markdown, render_summary
@@ -259,6 +260,20 @@ def test_compare_shows_the_runs_side_by_side_with_deltas_against_the_first() -> 
     assert row == "| normalize-score duration (ms) | 83723 | 41862 (-41862) | 167446 (+83723) |"
     assert "| selected (items) | 3 | 3 (+0) | 5 (+2) |" in text
     assert "lai_weekly_v13" in render_compare_html(records)
+
+
+def test_compare_shows_each_runs_checks_and_names_those_that_did_not_hold() -> None:
+    held = CheckResult("ingest", "items_final", 15, ">= 1", "fail", True)
+    warned = CheckResult("normalize-score", "not_normalized_share", 0.2, "<= 10%", "warn", False, "2 of 10 items")
+    failed = CheckResult("newsletter", "items_selected", 0, ">= 1", "fail", False, "items_selected: 0, expected >= 1")
+    records = [
+        replace(real_record(), client_id="lai_weekly_v11", checks=(held,)),
+        replace(real_record(), client_id="lai_weekly_v12", checks=(held, warned, failed)),
+    ]
+    row = next(line for line in render_compare(records).splitlines() if line.startswith("| checks"))
+    assert row.startswith("| checks | 1/1 held | 1/3 held, 1 warning; normalize-score.not_normalized_share ⚠️ WARN")
+    assert "newsletter.items_selected ❌ FAIL (0)" in row
+    assert "1/3 held, 1 warning" in render_compare_html(records)
 
 
 def test_the_summary_lists_each_context_with_its_envs() -> None:
