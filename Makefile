@@ -30,9 +30,9 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 ##@ Flows
-.PHONY: local-e2e  ## create a context (or rerun CLIENT_ID=...) and run the whole workflow on the embedded AWS
+.PHONY: local-e2e  ## create a context (or rerun CLIENT_ID=...) and run the whole workflow on the embedded AWS: [PAYLOAD='{...}']
 local-e2e: $(VENV)/.installed
-	@$(NOX) -s local_e2e -- $(if $(CLIENT_ID),--client-id "$$CLIENT_ID") --template "$$TEMPLATE" $(if $(PURPOSE),--purpose "$$PURPOSE")
+	@$(NOX) -s local_e2e -- $(if $(CLIENT_ID),--client-id "$$CLIENT_ID") --template "$$TEMPLATE" $(if $(PURPOSE),--purpose "$$PURPOSE") $(if $(PAYLOAD),--payload "$$PAYLOAD")
 
 .PHONY: promote  ## upload a context's config to ENV (default dev) and record it: [CLIENT_ID=...] [FORCE=1] [DRY_RUN=1]
 promote: $(VENV)/.installed

@@ -65,7 +65,7 @@ def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
     for name in ("run.json", "report.md", "report.html", "junit.xml", "workflow.log"):
         assert (report.parent / name).stat().st_size > 0
     suite = ET.parse(report.parent / "junit.xml").getroot().find("testsuite")
-    assert len(suite.findall("testcase")) == 3 + 5 and suite.get("failures") == "0"
+    assert len(suite.findall("testcase")) == 3 + 5 + 13 and suite.get("failures") == "0"
     assert "# E2E run" in (clone / "step-summary.md").read_text()  # GITHUB_STEP_SUMMARY got the report
 
 
@@ -165,3 +165,11 @@ def test_make_report_summarizes_rerenders_and_compares(clone: Path) -> None:
     assert "(+" in compared.stdout or "(-" in compared.stdout
     as_json = make(clone, "report", "JSON=1")
     assert json.loads(as_json.stdout[as_json.stdout.index("[") :])[0]["client_id"] == "lai_weekly_v1"
+
+
+def test_make_local_e2e_fails_a_pipeline_that_answers_success_without_data(clone: Path) -> None:
+    result = make(clone, "local-e2e", 'PAYLOAD={"simulate": "bedrock_down"}')
+    assert result.returncode == 2, result.stdout + result.stderr  # make's own code; ours is on the last line
+    assert "exit 1: a step or a check failed" in result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("step 2/3 normalize-score"))
+    assert "failed" in line and "checks 3/5" in line and "not_normalized_share" in line and "expected <= 10%" in line
