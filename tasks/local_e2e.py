@@ -55,7 +55,9 @@ class LocalE2E:
 
     def _run(self, record: RunRecord, recorder: RunRecorder, config: bytes, expectations: Expectations) -> RunRecord:
         settings = self.settings
-        with EmbeddedAws(settings).running() as endpoint:
+        server = EmbeddedAws(settings)
+        with server.running() as endpoint:
+            server.runtime.prewarm(server.runtime.functions())  # the three cold starts overlap the seeding below
             record = replace(record, endpoint=endpoint)
             factory = aws.ClientFactory.local(settings.region, endpoint)
             s3 = factory.s3()
@@ -63,7 +65,8 @@ class LocalE2E:
             with aws.aws_errors("s3:PutObject", "the embedded S3"):
                 s3.put_object(Bucket=settings.config_bucket(), Key=settings.config_key(record.client_id), Body=config)
             functions = {step: settings.function_name(step) for step in STEPS}
-            lambda_client = factory.lambda_(read_timeout=settings.local_lambda_timeout + aws.INVOKE_MARGIN_S)
+            timeout = max(settings.function_timeout(step) for step in STEPS)
+            lambda_client = factory.lambda_(read_timeout=timeout + aws.INVOKE_MARGIN_S)
             record = replace(
                 record,
                 functions={

@@ -1,7 +1,9 @@
-"""The local Lambda runtime: run a step's handler in a child process with a Lambda environment.
+"""The local Lambda service: the configured envs' functions, each with its execution environments.
 
-It enforces the function's timeout, captures its log and answers with what the Invoke API answers:
-a payload, a FunctionError when the handler failed, and a log ending in a REPORT line.
+A function exists only for the envs this runtime serves. An invoke takes a warm environment of the function, else
+starts one (a cold start: init runs once, Init Duration is reported then) up to the function's reserved concurrency,
+beyond which it is throttled (429). Idle environments are reaped. Each function has its own settings, defaulting to
+the deployed ones: timeout, memory size, and variables from a SAM-style env-vars file on top of the bucket variables.
 """
 
 from __future__ import annotations
@@ -11,26 +13,31 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import platform
 import re
-import signal
-import subprocess
-import sys
+import shutil
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.errors import ConfigError
+from tasks.execution_env import TEMP_PREFIX, ExecutionEnvironment, FunctionSpec, memory_kb
+from tasks.function_envs import FunctionEnvironments
 from tasks.settings import STEPS, HandlerSpec, Settings
 
-BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
 LOG_TAIL_BYTES = 4096
 RUNTIME = "python3.11"
+REAP_INTERVAL_S = 5.0
+
+
+class Throttled(Exception):
+    """Every environment the function may have is busy (its reserved concurrency is reached)."""
 
 
 @dataclass(frozen=True)
@@ -72,56 +79,108 @@ def _code_sha256(folder: Path) -> str:
     return base64.b64encode(digest.digest()).decode("ascii")
 
 
-class LocalLambdaRuntime:
-    """Runs the configured handlers for any env's function names, against the embedded S3 at s3_endpoint."""
+def load_env_vars(path: Path | None) -> dict[str, dict[str, str]]:
+    """A SAM-style env-vars file: {"Parameters": {...} for every function, "<step or function name>": {...}}."""
+    if path is None:
+        return {}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the env-vars file ({err.strerror}); fix LOCAL_ENV_VARS") from err
+    except ValueError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(document, dict) or not all(
+        isinstance(block, dict) and all(isinstance(v, str | int | float | bool) for v in block.values())
+        for block in document.values()
+    ):
+        raise ConfigError(f'{path}: expected {{"Parameters": {{"NAME": "value"}}, "<function>": {{...}}}}')
+    return {scope: {name: str(value) for name, value in block.items()} for scope, block in document.items()}
 
-    def __init__(self, settings: Settings, s3_endpoint: str) -> None:
+
+def remove_stale_folders() -> int:
+    """Remove environment folders left in the temp directory by a runtime killed with -9; return how many."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        owner = folder / "pid"
+        with contextlib.suppress(OSError, ValueError):
+            if owner.is_file() and memory_kb(int(owner.read_text()), "VmRSS") is not None:
+                continue  # still in use by a live runtime
+            shutil.rmtree(folder)
+            removed += 1
+    return removed
+
+
+class LocalLambdaRuntime:
+    """Runs the configured handlers for the functions of envs, against the embedded AWS at endpoint."""
+
+    def __init__(self, settings: Settings, endpoint: str, envs: Iterable[str] = ("local",)) -> None:
         self.settings = settings
-        self.s3_endpoint = s3_endpoint
+        self.endpoint = endpoint
+        self.envs = tuple(envs)
+        self.variables = load_env_vars(settings.local_env_vars)
         self._pattern = _name_pattern(settings.function_name_template)
-        self._children: set[subprocess.Popen[bytes]] = set()
+        self._environments = FunctionEnvironments(settings.local_lambda_env_cache)
+        self._pools: dict[str, list[ExecutionEnvironment]] = {}
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._reap, daemon=True, name="lambda-reaper").start()
 
     def find(self, name: str) -> LocalFunction | None:
-        """The function named name (a plain name or an ARN), or None if the runtime has no such function."""
+        """The function named name (a plain name or an ARN), or None if this runtime has no such function."""
         name = name.rsplit(":function:", 1)[-1].split(":", 1)[0]
         match = self._pattern.match(name)
-        if not match:
+        if not match or match["env"] not in self.envs:
             return None
         return LocalFunction(name, match["step"], match["env"], self.settings.local_handlers[match["step"]])
+
+    def functions(self) -> list[LocalFunction]:
+        found = (self.find(self.settings.function_name(step, env)) for env in self.envs for step in STEPS)
+        return [f for f in found if f is not None]
 
     def arn(self, function: LocalFunction) -> str:
         return f"arn:aws:lambda:{self.settings.region}:000000000000:function:{function.name}"
 
-    def environment(self, function: LocalFunction) -> dict[str, str]:
-        """The Lambda environment, built from scratch: nothing of the caller's AWS settings leaks in."""
+    def own_variables(self, function: LocalFunction) -> dict[str, str]:
+        """The function's configured variables: the buckets and env, then the env-vars file's (all, then its own)."""
         settings = self.settings
+        return {
+            "CONFIG_BUCKET": settings.config_bucket(function.env),
+            "DATA_BUCKET": settings.data_bucket(function.env),
+            "NEWSLETTERS_BUCKET": settings.newsletters_bucket(function.env),
+            "ENV": function.env,
+            **self.variables.get("Parameters", {}),
+            **self.variables.get(function.step, {}),
+            **self.variables.get(function.name, {}),
+        }
+
+    def environment(self, function: LocalFunction) -> dict[str, str]:
+        """The Lambda environment, built from scratch: nothing of the caller's AWS settings or packages leaks in."""
+        settings = self.settings
+        source = function.handler.source_dir
         return {
             "AWS_LAMBDA_FUNCTION_NAME": function.name,
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(settings.local_lambda_memory_mb),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(settings.function_memory_mb(function.step)),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": datetime.now(UTC).strftime("%Y/%m/%d/[$LATEST]local"),
+            "AWS_LAMBDA_LOG_STREAM_NAME": datetime.now(UTC).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{RUNTIME}",
             "AWS_REGION": settings.region,
             "AWS_DEFAULT_REGION": settings.region,
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_ENDPOINT_URL": self.s3_endpoint,
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
             "AWS_EC2_METADATA_DISABLED": "true",
-            "LAMBDA_TASK_ROOT": str(function.handler.source_dir),
+            "LAMBDA_TASK_ROOT": str(source),
+            "LAMBDA_RUNTIME_DIR": str(self._environments.cache_dir),
             "TZ": "UTC",
             "LANG": "C.UTF-8",
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": os.pathsep.join([str(function.handler.source_dir), *map(str, settings.local_lambda_layers)]),
-            "PYTHONDONTWRITEBYTECODE": "1",
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "PYTHONPATH": ":".join([str(source), *map(str, settings.local_lambda_layers)]),
             "PYTHONUNBUFFERED": "1",
-            "CONFIG_BUCKET": settings.config_bucket(function.env),
-            "DATA_BUCKET": settings.data_bucket(function.env),
-            "NEWSLETTERS_BUCKET": settings.newsletters_bucket(function.env),
-            "ENV": function.env,
+            **self.own_variables(function),
         }
 
     def configuration(self, function: LocalFunction) -> dict[str, Any]:
@@ -138,111 +197,96 @@ class LocalLambdaRuntime:
             "LastModified": datetime.fromtimestamp(
                 max((p.stat().st_mtime for p in source.rglob("*.py")), default=0), UTC
             ).strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
-            "Timeout": math.ceil(self.settings.local_lambda_timeout),
-            "MemorySize": self.settings.local_lambda_memory_mb,
+            "Timeout": math.ceil(self.settings.function_timeout(function.step)),
+            "MemorySize": self.settings.function_memory_mb(function.step),
             "State": "Active",
-            "Environment": {
-                "Variables": {
-                    k: v
-                    for k, v in self.environment(function).items()
-                    if k in ("CONFIG_BUCKET", "DATA_BUCKET", "NEWSLETTERS_BUCKET", "ENV")
-                }
-            },
+            "Environment": {"Variables": self.own_variables(function)},
         }
+
+    def _spec(self, function: LocalFunction) -> FunctionSpec:
+        handler = function.handler
+        return FunctionSpec(
+            name=function.name,
+            arn=self.arn(function),
+            handler=f"{handler.module}.{handler.function}",
+            task_root=handler.source_dir,
+            python=self._environments.python([handler.source_dir, *self.settings.local_lambda_layers]),
+            variables=self.environment(function),
+            timeout_s=self.settings.function_timeout(function.step),
+            memory_mb=self.settings.function_memory_mb(function.step),
+        )
+
+    def prewarm(self, functions: Iterable[LocalFunction]) -> None:
+        """Start one environment per function now, so their cold starts overlap (and overlap what comes first)."""
+        for function in functions:
+            with self._lock:
+                if self._pools.get(function.name):
+                    continue
+                environment = ExecutionEnvironment(self._spec(function))
+                self._pools.setdefault(function.name, []).append(environment)
+            environment.start()
 
     def invoke(self, function: LocalFunction, event: bytes) -> LocalResult:
-        """Run the handler once in a child process and answer as Lambda would."""
+        """Run one event in a warm environment (or a new one) and answer as Lambda would; Throttled when all busy."""
+        environment = self._acquire(function)
         request_id = str(uuid.uuid4())
-        timeout = self.settings.local_lambda_timeout
-        env = self.environment(function) | {
-            "VECTORA_LOCAL_REQUEST_ID": request_id,
-            "VECTORA_LOCAL_FUNCTION_ARN": self.arn(function),
-            "VECTORA_LOCAL_TIMEOUT": str(timeout),
-        }
-        with tempfile.TemporaryDirectory(prefix="vectora-lambda-") as tmp:
-            result_path = Path(tmp) / "result.json"
-            started = time.monotonic()
-            child = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-P",
-                    str(BOOTSTRAP),
-                    function.handler.module,
-                    function.handler.function,
-                    str(result_path),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=tmp,
-                start_new_session=True,
-            )
+        try:
+            outcome = environment.invoke(request_id, event)
+        finally:
+            self._release(function, environment)
+        report = (
+            f"REPORT RequestId: {request_id}\tDuration: {outcome.duration_ms:.2f} ms\t"
+            f"Billed Duration: {math.ceil(outcome.duration_ms)} ms\tMemory Size: {environment.spec.memory_mb} MB\t"
+            + (f"Max Memory Used: {outcome.max_memory_mb} MB\t" if outcome.max_memory_mb is not None else "")
+            + (f"Init Duration: {outcome.init_ms:.2f} ms\t" if outcome.init_ms is not None else "")
+        )
+        log = f"START RequestId: {request_id} Version: $LATEST\n{outcome.log}END RequestId: {request_id}\n{report}\n"
+        return LocalResult(request_id, outcome.payload, "Unhandled" if outcome.error_type else None, log)
+
+    def _acquire(self, function: LocalFunction) -> ExecutionEnvironment:
+        with self._lock:
+            pool = self._pools.setdefault(function.name, [])
+            for environment in pool:
+                if not environment.busy and environment.alive():
+                    environment.busy = True
+                    return environment
+            if len(pool) >= self.settings.local_lambda_concurrency:
+                raise Throttled(function.name)
+            environment = ExecutionEnvironment(self._spec(function))
+            environment.busy = True
+            pool.append(environment)
+        environment.start()
+        return environment
+
+    def _release(self, function: LocalFunction, environment: ExecutionEnvironment) -> None:
+        with self._lock:
+            environment.busy = False
+            environment.last_used = time.monotonic()
+            if not environment.alive():
+                self._pools[function.name].remove(environment)
+                environment.kill()
+
+    def _reap(self) -> None:
+        """Every few seconds, end the environments idle for longer than LOCAL_LAMBDA_IDLE_SECONDS."""
+        while not self._stopped.wait(min(REAP_INTERVAL_S, self.settings.local_lambda_idle_seconds / 2)):
+            limit = time.monotonic() - self.settings.local_lambda_idle_seconds
             with self._lock:
-                self._children.add(child)
-            try:
-                output, _ = child.communicate(event, timeout=timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                output, _ = child.communicate()
-                timed_out = True
-            except BaseException:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-                raise
-            finally:
-                with self._lock:
-                    self._children.discard(child)
-            elapsed_ms = (time.monotonic() - started) * 1000
-            outcome = json.loads(result_path.read_text()) if result_path.is_file() else None
-        return self._answer(request_id, timeout, output.decode("utf-8", "replace"), outcome, timed_out, elapsed_ms)
+                idle = [e for pool in self._pools.values() for e in pool if not e.busy and e.last_used < limit]
+                for pool in self._pools.values():
+                    pool[:] = [e for e in pool if e not in idle]
+            for environment in idle:
+                environment.kill()
+
+    def environments(self, function: LocalFunction) -> int:
+        """How many execution environments the function has now."""
+        with self._lock:
+            return len(self._pools.get(function.name, []))
 
     def kill_all(self) -> None:
-        """Kill every handler still running (the caller stopped waiting): no orphan survives the runtime."""
+        """End every environment (the caller stopped): no process, port or folder survives the runtime."""
+        self._stopped.set()
         with self._lock:
-            children = list(self._children)
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-
-    def _answer(
-        self,
-        request_id: str,
-        timeout: float,
-        output: str,
-        outcome: dict[str, Any] | None,
-        timed_out: bool,
-        elapsed_ms: float,
-    ) -> LocalResult:
-        memory = self.settings.local_lambda_memory_mb
-        if timed_out:
-            message = f"Task timed out after {timeout:.2f} seconds"
-            payload: Any = {
-                "errorType": "Sandbox.Timedout",
-                "errorMessage": f"RequestId: {request_id} Error: {message}",
-            }
-            output += f"{datetime.now(UTC).isoformat()} {request_id} {message}\n"
-            error, duration, init, used = "Unhandled", timeout * 1000, None, None
-        elif outcome is None:
-            payload = {
-                "errorType": "Runtime.ExitError",
-                "errorMessage": f"RequestId: {request_id} Error: Runtime exited without providing a reason",
-            }
-            error, duration, init, used = "Unhandled", elapsed_ms, None, None
-        else:
-            payload = outcome["payload"]
-            error = None if outcome["ok"] else "Unhandled"
-            duration, init, used = (
-                outcome.get("duration_ms", elapsed_ms),
-                outcome.get("init_ms"),
-                outcome["max_memory_mb"],
-            )
-        report = (
-            f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
-            f"Billed Duration: {math.ceil(duration)} ms\tMemory Size: {memory} MB\t"
-            + (f"Max Memory Used: {used} MB\t" if used is not None else "")
-            + (f"Init Duration: {init:.2f} ms\t" if init is not None else "")
-        )
-        log = f"START RequestId: {request_id} Version: $LATEST\n{output}END RequestId: {request_id}\n{report}\n"
-        return LocalResult(request_id, json.dumps(payload).encode("utf-8"), error, log)
+            environments = [e for pool in self._pools.values() for e in pool]
+            self._pools.clear()
+        for environment in environments:
+            environment.kill()

@@ -19,6 +19,8 @@ from tasks.secrets import secret_values
 ENVS = ("local", "dev", "stage", "prod")
 STEPS = ("ingest", "normalize-score", "newsletter")
 DEFAULT_PROFILE = "rag-lai-prod"
+# What each function has when deployed (DESIGN section 3): timeout in seconds, memory size in MB.
+DEPLOYED = {"ingest": (900.0, 512), "normalize-score": (900.0, 1024), "newsletter": (900.0, 1024)}
 # boto3 service name -> the suffix of its AWS_ENDPOINT_URL_<SERVICE> variable.
 SERVICES = {"s3": "S3", "lambda": "LAMBDA", "logs": "CLOUDWATCH_LOGS"}
 
@@ -44,8 +46,13 @@ DEFAULTS: dict[str, str] = {
     "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": "",
     "LOCAL_AWS_PORT": "0",
     "PUBLISH_RUNS": "",
-    "LOCAL_LAMBDA_TIMEOUT": "120",
-    "LOCAL_LAMBDA_MEMORY": "512",
+    "LOCAL_LAMBDA_TIMEOUT": "",
+    "LOCAL_LAMBDA_MEMORY": "",
+    "LOCAL_ENV_VARS": "lambdas/env.json",
+    "LOCAL_LAMBDA_CONCURRENCY": "10",
+    "LOCAL_LAMBDA_IDLE_SECONDS": "300",
+    "LOCAL_LAMBDA_ENV_CACHE": ".lambda-envs",
+    "LOCAL_EVENT_RETRY_DELAY": "1",
     "LOCAL_HANDLER_INGEST": "lambdas/ingest:handler.lambda_handler",
     "LOCAL_HANDLER_NORMALIZE_SCORE": "lambdas/normalize_score:handler.lambda_handler",
     "LOCAL_HANDLER_NEWSLETTER": "lambdas/newsletter:handler.lambda_handler",
@@ -85,8 +92,13 @@ class Settings:
     endpoints: Mapping[str, str]
     local_aws_port: int
     publish_runs: bool
-    local_lambda_timeout: float
-    local_lambda_memory_mb: int
+    local_lambda_timeout: float | None  # None: each function's deployed timeout
+    local_lambda_memory_mb: int | None  # None: each function's deployed memory size
+    local_env_vars: Path | None
+    local_lambda_concurrency: int
+    local_lambda_idle_seconds: float
+    local_lambda_env_cache: Path
+    local_event_retry_delay: float
     local_handlers: Mapping[str, HandlerSpec]
     local_lambda_layers: tuple[Path, ...]
     local_canonical_dir: Path
@@ -103,6 +115,14 @@ class Settings:
 
     def newsletters_bucket(self, env: str | None = None) -> str:
         return self.newsletters_bucket_template.format(env=env or self.env)
+
+    def function_timeout(self, step: str) -> float:
+        """A local function's timeout: LOCAL_LAMBDA_TIMEOUT, else the deployed one."""
+        return self.local_lambda_timeout or DEPLOYED[step][0]
+
+    def function_memory_mb(self, step: str) -> int:
+        """A local function's memory size: LOCAL_LAMBDA_MEMORY, else the deployed one."""
+        return self.local_lambda_memory_mb or DEPLOYED[step][1]
 
     def config_key(self, client_id: str) -> str:
         return self.config_key_template.format(client_id=client_id)
@@ -153,6 +173,25 @@ def _number(variable: str, value: str) -> float:
     if number <= 0:
         raise ConfigError(f"{variable}={value!r}: expected a positive number")
     return number
+
+
+def _optional_number(variable: str, value: str) -> float | None:
+    return _number(variable, value) if value.strip() else None
+
+
+def _optional_int(variable: str, value: str) -> int | None:
+    number = _optional_number(variable, value)
+    return None if number is None else int(number)
+
+
+def _existing_file(root: Path, value: str) -> Path | None:
+    """A file a setting names, relative to the repository; None when the setting is empty or its default is absent."""
+    if not value.strip():
+        return None
+    path = (root / value).resolve()
+    if path.is_file() or value != DEFAULTS["LOCAL_ENV_VARS"]:
+        return path  # a file the user named must exist: reading it says so
+    return None
 
 
 def handler_variable(step: str) -> str:
@@ -219,8 +258,13 @@ def load_settings(
             if merged[variable]
         },
         local_aws_port=int(merged["LOCAL_AWS_PORT"]) if merged["LOCAL_AWS_PORT"].isdigit() else _port_error(merged),
-        local_lambda_timeout=_number("LOCAL_LAMBDA_TIMEOUT", merged["LOCAL_LAMBDA_TIMEOUT"]),
-        local_lambda_memory_mb=int(_number("LOCAL_LAMBDA_MEMORY", merged["LOCAL_LAMBDA_MEMORY"])),
+        local_lambda_timeout=_optional_number("LOCAL_LAMBDA_TIMEOUT", merged["LOCAL_LAMBDA_TIMEOUT"]),
+        local_lambda_memory_mb=_optional_int("LOCAL_LAMBDA_MEMORY", merged["LOCAL_LAMBDA_MEMORY"]),
+        local_env_vars=_existing_file(root, merged["LOCAL_ENV_VARS"]),
+        local_lambda_concurrency=int(_number("LOCAL_LAMBDA_CONCURRENCY", merged["LOCAL_LAMBDA_CONCURRENCY"])),
+        local_lambda_idle_seconds=_number("LOCAL_LAMBDA_IDLE_SECONDS", merged["LOCAL_LAMBDA_IDLE_SECONDS"]),
+        local_lambda_env_cache=(root / merged["LOCAL_LAMBDA_ENV_CACHE"]).resolve(),
+        local_event_retry_delay=_number("LOCAL_EVENT_RETRY_DELAY", merged["LOCAL_EVENT_RETRY_DELAY"]),
         local_handlers=handlers,
         local_lambda_layers=tuple(
             (root / part).resolve() for part in merged["LOCAL_LAMBDA_LAYERS"].split(os.pathsep) if part

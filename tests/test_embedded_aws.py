@@ -45,7 +45,7 @@ def test_the_sample_ingest_runs_through_boto3_invoke(settings: Settings, embedde
     items = json.loads(s3.get_object(Bucket=settings.data_bucket(), Key=key)["Body"].read())
     assert len(items) == body["items_final"]
     report = parse_report(result.log_tail)
-    assert report.duration_ms is not None and report.memory_size_mb == settings.local_lambda_memory_mb
+    assert report.duration_ms is not None and report.memory_size_mb == settings.function_memory_mb("ingest") == 512
     assert result.log_tail.startswith("START RequestId: ")
 
 
@@ -74,10 +74,10 @@ def test_the_sample_normalize_refuses_test_data_like_the_real_one(
 
 def test_function_configuration_names_the_handler_and_timeout(settings: Settings, embedded: str) -> None:
     _, lam = clients(settings, embedded)
-    config = aws.function_configuration(lam, "vectora-inbox-newsletter-v2-stage")
+    config = aws.function_configuration(lam, "vectora-inbox-newsletter-v2-local")
     assert config["Handler"] == "handler.lambda_handler"
-    assert config["Timeout"] == int(settings.local_lambda_timeout)
-    assert config["Environment"]["Variables"]["NEWSLETTERS_BUCKET"] == "vectora-inbox-newsletters-stage"
+    assert (config["Timeout"], config["MemorySize"]) == (900, 1024)  # the deployed values
+    assert config["Environment"]["Variables"]["NEWSLETTERS_BUCKET"] == "vectora-inbox-newsletters-local"
     assert len(config["CodeSha256"]) == 44
 
 
@@ -153,7 +153,7 @@ def test_the_lambda_environment_is_built_from_scratch(
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == "vectora-inbox-ingest-v2-local"
     assert (env["CONFIG_BUCKET"], env["ENV"], env["TZ"]) == ("vectora-inbox-config-local", "local", "UTC")
     assert "AWS_PROFILE" not in env and "AWS_ENDPOINT_URL_S3" not in env and "AWS_SESSION_TOKEN" not in env
-    assert 0 < result.payload["body"]["remaining"] <= settings.local_lambda_timeout * 1000
+    assert 0 < result.payload["body"]["remaining"] <= settings.function_timeout("ingest") * 1000
 
 
 def test_stopping_frees_the_port(settings: Settings) -> None:

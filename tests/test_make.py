@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import REPO, safe_environ
 
-SKIP = {".venv", ".nox", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", ".env"}
+SKIP = {".venv", ".lambda-envs", ".nox", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", ".env"}
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,8 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     shutil.copytree(REPO, target, ignore=ignore)
     (target / ".venv").symlink_to(REPO / ".venv")
+    (REPO / ".lambda-envs").mkdir(exist_ok=True)  # function environments are cached by content: share them
+    (target / ".lambda-envs").symlink_to(REPO / ".lambda-envs")
     return target
 
 

@@ -125,7 +125,7 @@ def test_prod_is_never_touched_without_confirmation(contexts_dir: Path, existing
 @pytest.fixture
 def local_aws(contexts_dir: Path) -> Iterator[str]:
     settings = settings_for(contexts_dir)
-    with EmbeddedAws(settings).running() as endpoint:
+    with EmbeddedAws(settings, envs=("local", "dev")).running() as endpoint:
         s3 = aws.ClientFactory.local(settings.region, endpoint).s3()
         for env in ("local", "dev"):
             seed(s3, settings, env)

@@ -134,7 +134,7 @@ def local_aws_command(args: argparse.Namespace) -> int:
     from tasks.local_aws import EmbeddedAws, seed
 
     settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
-    server = EmbeddedAws(settings, settings.local_aws_port if args.port is None else args.port)
+    server = EmbeddedAws(settings, settings.local_aws_port if args.port is None else args.port, AWS_ENVS)
     endpoint = server.start()
     try:
         s3 = aws.ClientFactory.local(settings.region, endpoint).s3()
