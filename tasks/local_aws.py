@@ -31,7 +31,7 @@ from tasks.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-LAMBDA_PATH = re.compile(r"^/2015-03-31/functions/(?:(?P<name>[^/]+)(?P<rest>/invocations|/configuration)?)?/?$")
+LAMBDA_PATH = re.compile(r"^/2015-03-31/functions(?:/(?P<name>[^/]+)(?P<rest>/invocations|/configuration)?)?/?$")
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024  # Lambda's limit for a synchronous request and response
 MAX_ASYNC_PAYLOAD = 256 * 1024
@@ -212,7 +212,12 @@ class EmbeddedAws:
                 fd=listener.fileno(),
             )
         # The runtime needs the endpoint, known only once the port is bound.
-        self._runtime = LocalLambdaRuntime(self.settings, self.endpoint, self.envs)
+        try:
+            self._runtime = LocalLambdaRuntime(self.settings, self.endpoint, self.envs)
+        except BaseException:  # a bad env-vars file: free the port before saying so
+            self._server.server_close()
+            self._server = None
+            raise
         self._server.app = dispatcher(LambdaApi(self._runtime, self.settings.local_event_retry_delay), moto_app)
         # A short poll interval makes stop() take milliseconds instead of half a second.
         self._thread = threading.Thread(

@@ -263,7 +263,9 @@ class LocalLambdaRuntime:
             environment.busy = False
             environment.last_used = time.monotonic()
             if not environment.alive():
-                self._pools[function.name].remove(environment)
+                pool = self._pools.get(function.name, [])
+                if environment in pool:
+                    pool.remove(environment)
                 environment.kill()
 
     def _reap(self) -> None:

@@ -1,0 +1,328 @@
+"""The local Lambda service through boto3 on 127.0.0.1: AWS's runtime client, isolation, warm environments, limits,
+per-function settings and the Invoke API's answers."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tasks import aws
+from tasks.errors import ConfigError
+from tasks.lambda_log import decode_log_tail, parse_report
+from tasks.local_aws import EmbeddedAws
+from tasks.settings import Settings
+from tests.conftest import settings_for
+
+INGEST = "vectora-inbox-ingest-v2-local"
+
+HANDLERS = {
+    "counter.py": """
+        import os
+        calls = 0
+        def lambda_handler(event, context):
+            global calls
+            calls += 1
+            return {"calls": calls, "pid": os.getpid(), "request_id": context.aws_request_id}
+    """,
+    "envdump.py": """
+        import os
+        def lambda_handler(event, context):
+            return {"env": dict(os.environ), "cwd": os.getcwd()}
+    """,
+    "needs_requests.py": """
+        import requests
+        def lambda_handler(event, context):
+            return {}
+    """,
+    "needs_moto.py": """
+        import moto
+        def lambda_handler(event, context):
+            return {}
+    """,
+    "needs_yaml.py": """
+        import yaml
+        def lambda_handler(event, context):
+            return {"yaml": yaml.__version__}
+    """,
+    "broken_syntax.py": """
+        def lambda_handler(event, context)
+            return {}
+    """,
+    "sleeper.py": """
+        import time
+        def lambda_handler(event, context):
+            time.sleep(event.get("seconds", 1))
+            return {"slept": True}
+    """,
+    "hog.py": """
+        def lambda_handler(event, context):
+            blocks = [bytearray(1024 * 1024) for _ in range(event["mb"])]
+            return {"held": len(blocks)}
+    """,
+    "logger.py": """
+        import logging
+        def lambda_handler(event, context):
+            logging.getLogger().warning("a warning from the handler")
+            print("a print")
+            return {}
+    """,
+    "async_target.py": """
+        import json, os, pathlib
+        def lambda_handler(event, context):
+            marker = pathlib.Path(event["marker"])
+            with marker.open("a") as handle:
+                handle.write(context.aws_request_id + "\\n")
+            if event.get("fail"):
+                raise RuntimeError("asked to fail")
+            return {}
+    """,
+    "big_answer.py": """
+        def lambda_handler(event, context):
+            return {"blob": "x" * (7 * 1024 * 1024)}
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def handlers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("handlers")
+    for name, code in HANDLERS.items():
+        (folder / name).write_text(textwrap.dedent(code))
+    return folder
+
+
+class Local:
+    """An embedded AWS whose ingest function runs a chosen handler; its Lambda client never retries."""
+
+    def __init__(self, settings: Settings, server: EmbeddedAws, endpoint: str) -> None:
+        self.settings = settings
+        self.server = server
+        self.endpoint = endpoint
+        factory = aws.ClientFactory.local(settings.region, endpoint)
+        self.client = factory.lambda_(read_timeout=60)
+
+    def invoke(self, event: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        answer = self.client.invoke(FunctionName=INGEST, Payload=json.dumps(event or {}), LogType="Tail", **kwargs)
+        answer["Body"] = answer["Payload"].read()
+        answer["Log"] = decode_log_tail(answer.get("LogResult"))
+        return answer
+
+    def payload(self, event: dict[str, Any] | None = None) -> Any:
+        return json.loads(self.invoke(event)["Body"])
+
+
+@pytest.fixture
+def local(contexts_dir: Path, handlers: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A factory: local(handler_module, **settings) -> a running Local (stopped at the end of the test)."""
+    servers: list[EmbeddedAws] = []
+
+    def start(module: str, **variables: str) -> Local:
+        variables = {"LOCAL_HANDLER_INGEST": f"{handlers}:{module}.lambda_handler", **variables}
+        settings = settings_for(contexts_dir, **variables)
+        server = EmbeddedAws(settings)
+        servers.append(server)
+        return Local(settings, server, server.start())
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_warm_invokes_reuse_one_environment_and_report_init_once(local: Any) -> None:
+    runtime = local("counter")
+    first, second = runtime.invoke(), runtime.invoke()
+    bodies = [json.loads(a["Body"]) for a in (first, second)]
+    assert [b["calls"] for b in bodies] == [1, 2]  # module globals persist
+    assert bodies[0]["pid"] == bodies[1]["pid"] and bodies[0]["request_id"] != bodies[1]["request_id"]
+    assert parse_report(first["Log"]).init_duration_ms is not None
+    assert parse_report(second["Log"]).init_duration_ms is None
+
+
+def test_concurrent_invokes_get_more_environments_up_to_the_reserved_concurrency(local: Any) -> None:
+    runtime = local("sleeper", LOCAL_LAMBDA_CONCURRENCY="2")
+    results: list[Any] = []
+
+    def call() -> None:
+        try:
+            results.append(runtime.payload({"seconds": 1.5}))
+        except ClientError as err:
+            results.append(err.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.3)
+    for thread in threads:
+        thread.join()
+    assert sorted(map(str, results)) == sorted(["{'slept': True}"] * 2 + ["TooManyRequestsException"])
+    function = runtime.server.runtime.find(INGEST)
+    assert runtime.server.runtime.environments(function) == 2
+
+
+def test_idle_environments_are_reaped(local: Any) -> None:
+    runtime = local("counter", LOCAL_LAMBDA_IDLE_SECONDS="0.2")
+    runtime.invoke()
+    function = runtime.server.runtime.find(INGEST)
+    deadline = time.monotonic() + 5
+    while runtime.server.runtime.environments(function) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runtime.server.runtime.environments(function) == 0
+    assert json.loads(runtime.invoke()["Body"])["calls"] == 1  # a new cold environment
+
+
+@pytest.mark.parametrize(
+    ("module", "error_type", "message"),
+    [
+        ("needs_requests", "Runtime.ImportModuleError", "Unable to import module 'needs_requests': No module named"),
+        ("needs_moto", "Runtime.ImportModuleError", "No module named 'moto'"),  # the toolkit's own packages
+        ("broken_syntax", "Runtime.UserCodeSyntaxError", "Syntax error in module 'broken_syntax'"),
+    ],
+)
+def test_a_function_sees_only_the_lambda_runtime_and_its_own_dependencies(
+    local: Any, module: str, error_type: str, message: str
+) -> None:
+    answer = local(module).invoke()
+    assert answer["FunctionError"] == "Unhandled"
+    payload = json.loads(answer["Body"])
+    assert payload["errorType"] == error_type and message in payload["errorMessage"]
+
+
+def test_a_dependency_comes_from_a_requirements_file_not_from_the_toolkit(local: Any, handlers: Path) -> None:
+    without = local("needs_yaml", LOCAL_LAMBDA_LAYERS="")
+    assert json.loads(without.invoke()["Body"])["errorType"] == "Runtime.ImportModuleError"
+    layer = handlers.parent / "yaml-layer"
+    layer.mkdir(exist_ok=True)
+    (layer / "requirements.txt").write_text("PyYAML>=6.0\n")
+    with_layer = local("needs_yaml", LOCAL_LAMBDA_LAYERS=str(layer))
+    assert "yaml" in with_layer.payload()
+
+
+def test_the_environment_is_lambdas_with_the_functions_own_variables(local: Any, tmp_path: Path) -> None:
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text(
+        json.dumps(
+            {
+                "Parameters": {"BEDROCK_REGION": "us-east-1", "LOG_LEVEL": "INFO"},
+                "ingest": {"PROJECT_NAME": "vectora"},
+                INGEST: {"LOG_LEVEL": "DEBUG"},
+                "newsletter": {"ONLY_NEWSLETTER": "1"},
+            }
+        )
+    )
+    runtime = local("envdump", LOCAL_ENV_VARS=str(env_vars))
+    body = runtime.payload()
+    env = body["env"]
+    assert (env["BEDROCK_REGION"], env["PROJECT_NAME"], env["LOG_LEVEL"]) == ("us-east-1", "vectora", "DEBUG")
+    assert "ONLY_NEWSLETTER" not in env
+    assert env["_HANDLER"] == "envdump.lambda_handler" and env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
+    assert body["cwd"] == env["LAMBDA_TASK_ROOT"]
+    config = runtime.client.get_function_configuration(FunctionName=INGEST)
+    assert config["Environment"]["Variables"]["PROJECT_NAME"] == "vectora"
+
+
+def test_a_bad_env_vars_file_is_named(local: Any, tmp_path: Path) -> None:
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text('{"Parameters": ["not", "a", "mapping"]}')
+    with pytest.raises(ConfigError, match=str(env_vars)):
+        local("envdump", LOCAL_ENV_VARS=str(env_vars))
+
+
+def test_max_memory_used_is_the_functions_own_and_going_over_is_out_of_memory(local: Any) -> None:
+    runtime = local("hog", LOCAL_LAMBDA_MEMORY="128")
+    small = runtime.invoke({"mb": 10})
+    used = parse_report(small["Log"]).max_memory_used_mb
+    assert used is not None and 10 < used < 128
+    big = runtime.invoke({"mb": 300})
+    assert big["FunctionError"] == "Unhandled"
+    assert json.loads(big["Body"])["errorType"] == "Runtime.OutOfMemory"
+    assert parse_report(big["Log"]).memory_size_mb == 128
+
+
+def test_the_runtime_clients_own_logging_format(local: Any) -> None:
+    answer = local("logger").invoke()
+    line = next(x for x in answer["Log"].splitlines() if "a warning from the handler" in x)
+    level, stamp, request_id, _ = line.split("\t")
+    assert level == "[WARNING]" and stamp.endswith("Z") and request_id == answer["ResponseMetadata"]["RequestId"]
+    assert "a print" in answer["Log"]
+
+
+def test_an_event_invocation_is_accepted_then_runs_and_is_retried_twice_on_error(local: Any, tmp_path: Path) -> None:
+    runtime = local("async_target", LOCAL_EVENT_RETRY_DELAY="0.05")
+    ok, failing = tmp_path / "ok", tmp_path / "failing"
+    accepted = runtime.invoke({"marker": str(ok)}, InvocationType="Event")
+    assert accepted["StatusCode"] == 202 and accepted["Body"] == b""
+    runtime.invoke({"marker": str(failing), "fail": True}, InvocationType="Event")
+    deadline = time.monotonic() + 10
+    while (not ok.exists() or len(failing.read_text().split()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(ok.read_text().split()) == 1
+    assert len(failing.read_text().split()) == 3
+
+
+def test_a_dry_run_runs_nothing(local: Any, tmp_path: Path) -> None:
+    runtime = local("async_target")
+    answer = runtime.invoke({"marker": str(tmp_path / "never")}, InvocationType="DryRun")
+    assert answer["StatusCode"] == 204
+    time.sleep(0.3)
+    assert not (tmp_path / "never").exists()
+
+
+def error_code(call: Any) -> str:
+    with pytest.raises(ClientError) as raised:
+        call()
+    return raised.value.response["Error"]["Code"]
+
+
+def test_bad_requests_are_refused_like_lambda(local: Any) -> None:
+    runtime = local("counter")
+    client = runtime.client
+    assert error_code(lambda: client.invoke(FunctionName=INGEST, Payload=b"{not json")) == (
+        "InvalidRequestContentException"
+    )
+    huge = json.dumps({"blob": "x" * (6 * 1024 * 1024)})
+    assert error_code(lambda: client.invoke(FunctionName=INGEST, Payload=huge)) == "RequestTooLargeException"
+    for name, qualifier in ((INGEST, "7"), (INGEST, "live"), ("vectora-inbox-ingest-v2-dve", None)):
+        extra = {"Qualifier": qualifier} if qualifier else {}
+        code = error_code(lambda n=name, e=extra: client.invoke(FunctionName=n, Payload=b"{}", **e))
+        assert code == "ResourceNotFoundException"
+    assert json.loads(client.invoke(FunctionName=INGEST, Payload=b"{}", Qualifier="$LATEST")["Payload"].read())
+
+
+def test_a_response_over_6_mb_is_a_function_error(local: Any) -> None:
+    answer = local("big_answer").invoke()
+    assert answer["FunctionError"] == "Unhandled"
+    assert json.loads(answer["Body"])["errorType"] == "Function.ResponseSizeTooLarge"
+
+
+def test_only_the_served_envs_functions_exist_and_are_listed(contexts_dir: Path) -> None:
+    settings = settings_for(contexts_dir)
+    with EmbeddedAws(settings, envs=("local", "dev")).running() as endpoint:
+        client = aws.ClientFactory.local(settings.region, endpoint).lambda_(read_timeout=10)
+        names = sorted(f["FunctionName"] for f in client.list_functions()["Functions"])
+        assert len(names) == 6 and "vectora-inbox-newsletter-v2-dev" in names
+        assert error_code(lambda: client.get_function(FunctionName="vectora-inbox-ingest-v2-stage")) == (
+            "ResourceNotFoundException"
+        )
+
+
+def test_a_local_run_prewarms_and_reports_each_functions_own_memory(contexts_dir: Path) -> None:
+    from tasks.contexts import ContextStore
+    from tasks.local_e2e import LocalE2E
+
+    store = ContextStore(contexts_dir)
+    flow = LocalE2E(settings_for(contexts_dir), store)
+    record = flow.run(flow.context(None, "lai_weekly", "memory"))
+    assert record.status == "passed", record.error
+    sizes = [s.memory_size_mb for s in record.steps]
+    assert sizes == [512, 1024, 1024]  # the deployed memory sizes
+    used = [s.max_memory_used_mb for s in record.steps]
+    assert all(u is not None and 20 < u < 200 for u in used)
+    assert all(s.init_duration_ms is not None for s in record.steps)  # each function's first (cold) invoke
