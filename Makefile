@@ -17,12 +17,13 @@ FLAG_DRY_RUN = $(if $(DRY_RUN),--dry-run)
 FLAG_ENV = $(if $(filter command line,$(origin ENV)),--env "$$VECTORA_ENV")
 export UV_COMPILE_BYTECODE := 1
 
-# The environment: one .venv with nox, the toolkit's dependencies and the test tools, rebuilt when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The environment: one .venv with nox, the toolkit's dependencies and the test tools, installed exactly as uv.lock
+# pins them (so a clone in a year gets today's versions); rebuilt when pyproject.toml or uv.lock changes.
+$(VENV)/.installed: pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (python3 is %s)" % sys.version.split()[0])'
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/uv || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
-	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python -r pyproject.toml --group dev
+	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv sync --quiet --frozen --no-install-project --group dev --python $(VENV)/bin/python
 	@touch $@
 
 ##@ Set-up
@@ -81,9 +82,9 @@ contexts: $(VENV)/.installed
 test: $(VENV)/.installed
 	@$(NOX) -s tests
 
-.PHONY: lint  ## run ruff (lint rules and formatting)
+.PHONY: lint  ## run ruff (lint rules and formatting) and mypy (types)
 lint: $(VENV)/.installed
-	@$(NOX) -s lint
+	@$(NOX) -s lint typecheck
 
 .PHONY: bench  ## measure the toolkit's overhead against floors, with PASS/FAIL (a few minutes): [RUNS=5] [ONLY=1,4]
 bench: $(VENV)/.installed

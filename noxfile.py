@@ -112,3 +112,16 @@ def lint(session: nox.Session) -> None:
     """Run ruff: lint rules and formatting."""
     _call(session, "-m", "ruff", "check", ".", *session.posargs)
     _call(session, "-m", "ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Run mypy on tasks/, the noxfile and the benchmarks, with the boto3 stubs of the services used."""
+    _call(session, "-m", "mypy", *session.posargs)
+
+
+@nox.session(default=False, venv_backend="uv", reuse_venv=True)
+def minimums(session: nox.Session) -> None:
+    """Install the lowest versions pyproject.toml allows (uv --resolution lowest-direct) and run the tests."""
+    session.install("--resolution", "lowest-direct", "-r", "pyproject.toml", "--group", "dev")
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs, env={"UV_COMPILE_BYTECODE": "1"})

@@ -105,7 +105,8 @@ class ClientFactory:
 
     def _client(self, service: str, config: Config | None = None) -> Any:
         with self._lock:
-            return self.session.client(service, endpoint_url=self._endpoint(service), config=config)
+            session: Any = self.session  # the stubs type client() per literal service name
+            return session.client(service, endpoint_url=self._endpoint(service), config=config)
 
     def s3(self) -> S3Client:
         return self._client("s3", Config(retries={"mode": "standard", "max_attempts": 3}))

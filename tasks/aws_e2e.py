@@ -46,7 +46,7 @@ def parse_payload(text: str | None, client_id: str | None) -> dict[str, Any]:
         return {}
     try:
         payload = json.loads(text)
-    except ValueError as err:
+    except json.JSONDecodeError as err:
         raise UsageError(f"--payload is not JSON ({err.msg}): give an object, e.g. '{{\"period_days\": 7}}'") from err
     if not isinstance(payload, dict):
         raise UsageError("--payload must be a JSON object, e.g. '{\"period_days\": 7}'")
@@ -106,6 +106,13 @@ class AwsE2E:
         self.on_progress = on_progress
         self.sleep = sleep
 
+    @property
+    def clients(self) -> aws.ClientFactory:
+        """The client factory; only a dry run goes without one."""
+        if self.factory is None:
+            raise AssertionError("running needs a client factory")
+        return self.factory
+
     def plan(self, context: Context, start: str | None = None, payload: dict[str, Any] | None = None) -> Plan:
         settings, client_id = self.settings, context.client_id
         steps = steps_from(start)
@@ -141,9 +148,8 @@ class AwsE2E:
 
     def run(self, context: Context, plan: Plan) -> RunRecord:
         """Run plan for context under its run lock; the run is recorded whatever happens once it starts."""
-        assert self.factory is not None, "running needs a client factory"
         expectations = load_expectations(context.expectations_path)
-        s3 = self.factory.s3()
+        s3 = self.clients.s3()
         bucket, key = verify.split_uri(plan.config_uri)
         remote = config_upload.read_remote(s3, bucket, key)
         if not remote.exists:
@@ -196,7 +202,7 @@ class AwsE2E:
                 )
             timeout = (configs[step] or {}).get("Timeout")
             read_timeout = timeout + aws.INVOKE_MARGIN_S if timeout else settings.lambda_read_timeout
-            client = self.factory.lambda_(read_timeout=min(read_timeout, left))
+            client = self.clients.lambda_(read_timeout=min(read_timeout, left))
             with heartbeat(settings.progress_interval, lambda elapsed: self.on_progress(step, elapsed)):
                 return aws.invoke(client, name, event, sleep=self.sleep)
 
@@ -217,7 +223,7 @@ class AwsE2E:
 
     def _configurations(self, plan: Plan) -> dict[str, dict[str, Any] | None]:
         """Each function's configuration; None where reading it is not allowed (the default read timeout applies)."""
-        client = self.factory.lambda_()
+        client = self.clients.lambda_()
         found: dict[str, dict[str, Any] | None] = {}
         for step, name in plan.functions.items():
             try:
@@ -255,7 +261,7 @@ class AwsE2E:
         for step in record.steps:
             if step.status == "passed" or not step.request_id:
                 continue
-            text = fetch_log(self.factory, step.function_name, step.request_id, datetime.fromisoformat(step.started_at))
+            text = fetch_log(self.clients, step.function_name, step.request_id, datetime.fromisoformat(step.started_at))
             if text:
                 folder.mkdir(parents=True, exist_ok=True)
                 write_atomic(folder / f"{step.step}.log", text.encode("utf-8"))

@@ -112,7 +112,7 @@ def apply_upload(s3: S3Client, plan: UploadPlan, client_id: str, backups: Path, 
         return record
     if not plan.owned:
         raise UsageError(
-            f"{plan.uri} holds a config this context did not write (sha256 {plan.remote.sha256[:12]}...): "
+            f"{plan.uri} holds a config this context did not write (sha256 {(plan.remote.sha256 or '')[:12]}...): "
             "refusing to overwrite it; create a new context instead"
         )
     if plan.remote.exists:
@@ -125,14 +125,14 @@ def apply_upload(s3: S3Client, plan: UploadPlan, client_id: str, backups: Path, 
             write_atomic(backup, plan.remote.body)
             replaced["backup"] = str(backup)
         record["replaced"] = replaced
-    condition = {"IfMatch": plan.remote.etag} if plan.remote.exists else {"IfNoneMatch": "*"}
+    condition: dict[str, Any] = {"IfMatch": plan.remote.etag} if plan.remote.exists else {"IfNoneMatch": "*"}
     answer = _conditional_put(s3, plan.bucket, plan.key, plan.local, client_id, condition)
     record["version_id"] = answer.get("VersionId")
     return record
 
 
 def _conditional_put(
-    s3: S3Client, bucket: str, key: str, body: bytes, client_id: str, condition: dict[str, str]
+    s3: S3Client, bucket: str, key: str, body: bytes, client_id: str, condition: dict[str, Any]
 ) -> dict[str, Any]:
     uri = f"s3://{bucket}/{key}"
     with aws_errors("s3:PutObject", uri):

@@ -46,9 +46,9 @@ def render_junit(record: RunRecord) -> str:
             counts["errors"] += 1
             ET.SubElement(testcase, "error", message=step.error or step.status, type=step.status)
     if record.steps and record.status != "passed":
-        for step in STEPS[STEPS.index(record.steps[-1].step) + 1 :]:
+        for name in STEPS[STEPS.index(record.steps[-1].step) + 1 :]:
             counts["skipped"] += 1
-            skipped = case(f"step {STEPS.index(step) + 1} {step}", 0)
+            skipped = case(f"step {STEPS.index(name) + 1} {name}", 0)
             ET.SubElement(skipped, "skipped", message="not run: an earlier step did not pass")
     for output in record.outputs:
         testcase = case(f"output {output.step} {output.uri}", 0)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from tasks.aws import aws_errors
 from tasks.errors import EnvironmentProblem
@@ -38,8 +38,8 @@ MAX_ASYNC_PAYLOAD = 256 * 1024
 EVENT_RETRIES = 2  # Lambda retries a failed asynchronous invocation twice
 
 
-class QuietRequestHandler(MotoRequestHandler):
-    """moto's request handler without a line on stderr for every request."""
+class QuietRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler without a line on stderr for every request."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
@@ -257,7 +257,9 @@ class EmbeddedAws:
 
 def create_buckets(s3: S3Client, buckets: Iterable[str], region: str) -> None:
     """Create each bucket (in region) unless it exists."""
-    location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    location: dict[str, Any] = (
+        {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    )
     for bucket in buckets:
         try:
             s3.create_bucket(Bucket=bucket, **location)

@@ -181,8 +181,8 @@ def render_markdown(record: RunRecord, about: About = NO_ABOUT) -> str:
         for step in failed:
             if step.log_tail:
                 lines += ["", f"Log tail of `{step.function_name}`:", "", "```", step.log_tail.rstrip(), "```"]
-        for step, path in about.full_logs:
-            lines += ["", f"Full CloudWatch log of {step}: `{path}`"]
+        for name, path in about.full_logs:
+            lines += ["", f"Full CloudWatch log of {name}: `{path}`"]
     return "\n".join(lines) + "\n"
 
 

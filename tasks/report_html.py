@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from html import escape
 
@@ -80,11 +81,11 @@ def checks_section(record: RunRecord) -> str:
         f"<code>{escape(record.expectations or NA)}</code>.</p>"
     )
     head = ["step", "check", "observed", "expected", "level", "result", "what was wrong"]
-    return intro + _table(head, rows, set(), css)
+    return intro + _table(head, rows, (), css)
 
 
 def _table(
-    head: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), row_classes: list[str] | None = None
+    head: list[str], rows: list[list[str]], numeric: Collection[int] = (), row_classes: list[str] | None = None
 ) -> str:
     cells = "".join(f"<th>{h}</th>" for h in head)
     classes = row_classes or [""] * len(rows)

@@ -142,7 +142,7 @@ def counts(step: str, body: Any) -> dict[str, Any]:
     """The step's funnel counts found in its answer body."""
     if not isinstance(body, dict):
         return {}
-    stats = body.get("statistics") if isinstance(body.get("statistics"), dict) else {}
+    stats: dict[str, Any] = body["statistics"] if isinstance(body.get("statistics"), dict) else {}
     return {key: body.get(key, stats.get(key)) for key in KEY_COUNTS.get(step, ()) if key in body or key in stats}
 
 

@@ -36,8 +36,8 @@ def render_workflow_log(record: RunRecord, full_logs: Mapping[str, str] | None =
         if step.error:
             lines.append(f"{finished} toolkit  step {index} {step.step}: {step.error}")
         lines += [f"{finished} toolkit  {entry}" for entry in outputs_by_step.pop(step.step, [])]
-    for step, entries in outputs_by_step.items():  # outputs re-verified for steps a resumed run did not invoke
-        lines += [f"{record.started_at} toolkit  earlier step {step}: {entry}" for entry in entries]
+    for name, entries in outputs_by_step.items():  # outputs re-verified for steps a resumed run did not invoke
+        lines += [f"{record.started_at} toolkit  earlier step {name}: {entry}" for entry in entries]
     finished = record.finished_at or record.started_at
     lines.append(f"{finished} toolkit  run {record.run_id} {record.status} (exit {record.exit_code})")
     return "\n".join(lines) + "\n"

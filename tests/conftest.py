@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,7 +103,7 @@ def slow_handler(tmp_path: Path) -> Path:
     return folder
 
 
-def start_and_wait_for_handler(env: dict[str, str], folder: Path, **streams: int) -> tuple[subprocess.Popen, int]:
+def start_and_wait_for_handler(env: dict[str, str], folder: Path, **streams: Any) -> tuple[subprocess.Popen, int]:
     """Start `python -m tasks local-e2e`; return it and the slow handler's pid once that handler runs."""
     child = subprocess.Popen([sys.executable, "-m", "tasks", "local-e2e"], cwd=REPO, env=env, text=True, **streams)
     deadline = time.monotonic() + 60

@@ -23,8 +23,8 @@ def _mask_secrets_in_output() -> None:
         secrets = load_settings(ROOT).secrets
     except ToolkitError:
         return  # the command reports the broken setting itself
-    sys.stdout = RedactingStream(sys.stdout, secrets)  # type: ignore[assignment]
-    sys.stderr = RedactingStream(sys.stderr, secrets)  # type: ignore[assignment]
+    sys.stdout = RedactingStream(sys.stdout, secrets)
+    sys.stderr = RedactingStream(sys.stderr, secrets)
 
 
 COMMANDS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -80,7 +81,7 @@ def aws_e2e_command(args: argparse.Namespace) -> int:
     print(f"{len(contexts)} clients on {settings.env}, {parallel} at a time", flush=True)
     codes = run_bounded(
         [
-            lambda c=c: _run_on_env(settings, factory, c, args, payloads[c.client_id], f"[{c.client_id}] ")
+            functools.partial(_run_on_env, settings, factory, c, args, payloads[c.client_id], f"[{c.client_id}] ")
             for c in contexts
         ],
         parallel,
