@@ -24,6 +24,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from tasks.aws import aws_errors
 from tasks.errors import EnvironmentProblem
 from tasks.local_lambda import LocalLambdaRuntime
+from tasks.local_services import Services
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
@@ -86,12 +87,14 @@ class LambdaApi:
         )
 
 
-def dispatcher(lambda_api: WsgiApp, moto_app: WsgiApp) -> WsgiApp:
-    """One WSGI app: the Lambda API's paths to lambda_api, the rest to moto."""
+def dispatcher(lambda_api: WsgiApp, moto_app: WsgiApp, services: Services) -> WsgiApp:
+    """One WSGI app: the Lambda API's paths to lambda_api, other AWS services and the web to services, S3 to moto."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if LAMBDA_PATH.match(environ.get("PATH_INFO", "")):
             return lambda_api(environ, start_response)
+        if services.claims(environ):  # issue 10: services (tasks/local_services.py)
+            return services(environ, start_response)
         return moto_app(environ, start_response)
 
     return app
@@ -137,7 +140,8 @@ class EmbeddedAws:
             )
         # The runtime needs the endpoint, known only once the port is bound.
         self._runtime = LocalLambdaRuntime(self.settings, self.endpoint)
-        self._server.app = dispatcher(LambdaApi(self._runtime), moto_app)
+        self.services = Services(self.settings)  # issue 10: services; notes() says what was stubbed, replayed...
+        self._server.app = dispatcher(LambdaApi(self._runtime), moto_app, self.services)
         # A short poll interval makes stop() take milliseconds instead of half a second.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="embedded-aws", daemon=True

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.local_services import function_environment
 from tasks.settings import STEPS, HandlerSpec, Settings
 
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
@@ -122,7 +123,7 @@ class LocalLambdaRuntime:
             "DATA_BUCKET": settings.data_bucket(function.env),
             "NEWSLETTERS_BUCKET": settings.newsletters_bucket(function.env),
             "ENV": function.env,
-        }
+        } | function_environment(self.s3_endpoint)  # issue 10: services (the web through the embedded server)
 
     def configuration(self, function: LocalFunction) -> dict[str, Any]:
         """The function's configuration, in GetFunctionConfiguration's shape."""
