@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 from typing import Any
+from urllib.parse import unquote
 
 INVOKE_PATH = re.compile(r"^/model/(?P<model>[^/]+)/invoke$")
 FIRST_SENTENCE = re.compile(r"(?<![A-Z])\.\s+(?=[A-Z])")
@@ -45,7 +46,7 @@ def answer(path: str, body: bytes) -> dict[str, Any]:
         "id": "msg_stub_" + hashlib.sha256(body).hexdigest()[:16],
         "type": "message",
         "role": "assistant",
-        "model": match["model"],
+        "model": unquote(match["model"]),
         "content": [{"type": "text", "text": sentence}],
         "stop_reason": "end_turn",
         "stop_sequence": None,

@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+from xml.sax.saxutils import escape
 
 from tasks import bedrock_stub, sample_feeds, upstream
 from tasks.recordings import Exchange, RecordingStore
@@ -86,7 +87,7 @@ class Call:
         """What the call asks for, to group recordings: the model (Bedrock), the host (web), else the path's start."""
         if self.service == "http":
             return urlsplit(self.target).netloc
-        parts = self.target.split("?", 1)[0].strip("/").split("/")
+        parts = unquote(self.target.split("?", 1)[0]).strip("/").split("/")
         return parts[1] if parts[0] == "model" and len(parts) > 1 else parts[0]
 
 
@@ -114,7 +115,7 @@ def _error(call: Call, status: int, code: str, message: str) -> Exchange:
     if call.service == "http":
         return Exchange(status, {"Content-Type": "text/plain; charset=utf-8"}, f"{code}: {message}\n".encode())
     if call.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
-        error = f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        error = f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{escape(message)}</Message></Error>"
         xml = f"<ErrorResponse>{error}</ErrorResponse>"
         return Exchange(status, {"Content-Type": "text/xml"}, xml.encode())
     body = json.dumps({"__type": code, "message": message, "Message": message}).encode()
