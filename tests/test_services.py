@@ -5,6 +5,7 @@ The "real" Bedrock and the "real" web are fake servers on 127.0.0.1: nothing her
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import threading
@@ -232,6 +233,21 @@ def test_the_web_denied_and_https_refused_unless_passed_through(contexts_dir: Pa
         with pytest.raises(urllib.error.URLError, match="403"):
             through_proxy(aws.endpoint, "https://news.invalid/feed.xml")
         assert aws.services.notes() == ("http (deny): 2 requests denied (LOCAL_SERVICES)",)
+
+
+def test_https_is_tunnelled_to_the_real_host_in_passthrough(contexts_dir: Path) -> None:
+    with fake_upstream(b"through the tunnel", "text/plain") as web:
+        host, port = web.url.removeprefix("http://").split(":")
+        with embedded_aws(contexts_dir, LOCAL_SERVICES="http=passthrough") as aws:
+            proxy = http.client.HTTPConnection(aws.endpoint.removeprefix("http://"), timeout=10)
+            proxy.set_tunnel(host, int(port))  # CONNECT, as a client does for https (no TLS here: same bytes)
+            proxy.request("GET", "/secure.xml")
+            answer = proxy.getresponse()
+            assert (answer.status, answer.read()) == (200, b"through the tunnel")
+            proxy.close()
+            notes = aws.services.notes()
+    assert [r["path"] for r in web.received] == ["/secure.xml"]
+    assert notes == ("http (passthrough): 1 request tunnelled to the real host (https)",)
 
 
 def test_the_sample_feeds_are_served_in_every_mode(contexts_dir: Path) -> None:
