@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
@@ -46,6 +47,7 @@ NO_PROXY = "127.0.0.1,localhost"
 ACTIONS = {
     "denied": "denied ({setting})",
     "stubbed": "answered by the stub (deterministic, not the real service)",
+    "refused": "refused by the stub (it answers InvokeModel with an Anthropic messages body only)",
     "replayed": "replayed from recordings in {recordings} (not live)",
     "not recorded": "had no recording in {recordings} and failed",
     "recorded": "passed through to the real service and recorded",
@@ -225,12 +227,12 @@ class Services:
         try:
             document = bedrock_stub.answer(call.target.split("?", 1)[0], call.body)
         except bedrock_stub.StubError as err:
-            self._count(call, "denied")
+            self._count(call, "refused")
             return _error(call, 400, "ValidationException", f"{err}; use LOCAL_SERVICES=bedrock=replay or passthrough")
         self._count(call, "stubbed")
         return Exchange(200, {"Content-Type": "application/json"}, json.dumps(document).encode())
 
-    def _sample_feed(self, call: Call, items_file: Any) -> Exchange:
+    def _sample_feed(self, call: Call, items_file: Path) -> Exchange:
         source_key = urlsplit(call.target).path.strip("/").removesuffix(".xml")
         document = sample_feeds.feed(items_file, source_key, self.clock())
         if document is None:
@@ -261,7 +263,7 @@ class Services:
             f"set LOCAL_SERVICES={service}=<mode> (in .env or the environment), mode one of {choices}"
         )
 
-    def _missing_message(self, call: Call, path: Any) -> str:
+    def _missing_message(self, call: Call, path: Path) -> str:
         return (
             f"no recording of {call.method} {call.target} in {path}: "
             f"record it once with network access (LOCAL_SERVICES={call.service}=record), then commit the file"

@@ -57,8 +57,7 @@ def aws_endpoint(service: str, region: str, path: str, override: str) -> str:
 
 def user_credentials(profile: str | None) -> Credentials | None:
     """The user's own credentials (profile, else boto3's default chain), read only when a call is passed through."""
-    found = boto3.Session(profile_name=profile).get_credentials()
-    return found.get_frozen_credentials() if found else None  # type: ignore[return-value]
+    return boto3.Session(profile_name=profile).get_credentials()
 
 
 def signed(

@@ -145,6 +145,7 @@ def test_bedrock_stub_refuses_what_it_cannot_answer(contexts_dir: Path) -> None:
         client = bedrock(server.endpoint)
         with pytest.raises(ClientError) as caught:
             client.invoke_model(modelId=MODEL, body=json.dumps({"inputText": "titan style"}))
+        assert server.services.notes()[0].startswith("bedrock (stub): 1 call refused by the stub")
     assert caught.value.response["Error"]["Code"] == "ValidationException"
     assert "LOCAL_SERVICES=bedrock=replay" in caught.value.response["Error"]["Message"]
 
