@@ -271,7 +271,12 @@ def test_other_aws_services_are_denied_by_default(contexts_dir: Path) -> None:
             assert caught.value.response["Error"]["Code"] in ("AccessDeniedException", "AccessDenied")
         assert "LOCAL_SERVICES=sns=<mode>" in caught.value.response["Error"]["Message"]
         s3 = boto3.client("s3", "eu-west-3", endpoint_url=aws.endpoint, **HANDLER_KEYS)
-        assert s3.list_buckets()["Buckets"] == []  # S3 stays the embedded one
+        assert s3.list_buckets()["Buckets"] == []  # S3 stays the embedded one, presigned URLs too
+        s3.create_bucket(Bucket="bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+        s3.put_object(Bucket="bucket", Key="k", Body=b"embedded")
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "bucket", "Key": "k"})
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert answer.read() == b"embedded"
         assert aws.services.notes() == (
             "sns (deny): 1 call denied (LOCAL_SERVICES)",
             "sqs (deny): 1 call denied (LOCAL_SERVICES)",
