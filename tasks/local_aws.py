@@ -26,6 +26,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from tasks.aws import aws_errors
 from tasks.errors import EnvironmentProblem
 from tasks.local_lambda import LocalFunction, LocalLambdaRuntime, Throttled, remove_stale_folders
+from tasks.local_services import Services
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
@@ -155,12 +156,14 @@ class LambdaApi:
                 time.sleep(self.retry_delay_s * 2**attempt)
 
 
-def dispatcher(lambda_api: WsgiApp, moto_app: WsgiApp) -> WsgiApp:
-    """One WSGI app: the Lambda API's paths to lambda_api, the rest to moto."""
+def dispatcher(lambda_api: WsgiApp, moto_app: WsgiApp, services: Services) -> WsgiApp:
+    """One WSGI app: the Lambda API's paths to lambda_api, other AWS services and the web to services, S3 to moto."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if LAMBDA_PATH.match(environ.get("PATH_INFO", "")):
             return lambda_api(environ, start_response)
+        if services.claims(environ):
+            return services(environ, start_response)
         return moto_app(environ, start_response)
 
     return app
@@ -173,6 +176,7 @@ class EmbeddedAws:
         self.settings = settings
         self.port = port
         self.envs = tuple(envs)
+        self.services: Services  # set by start(): what a run's handlers called beyond S3 (its notes())
         self._server: BaseWSGIServer | None = None
         self._runtime: LocalLambdaRuntime | None = None
         self._thread: threading.Thread | None = None
@@ -212,13 +216,15 @@ class EmbeddedAws:
                 fd=listener.fileno(),
             )
         # The runtime needs the endpoint, known only once the port is bound.
-        try:
+        try:  # a bad env-vars file or service mode: free the port before saying so
             self._runtime = LocalLambdaRuntime(self.settings, self.endpoint, self.envs)
-        except BaseException:  # a bad env-vars file: free the port before saying so
+            self.services = Services(self.settings)
+        except BaseException:
             self._server.server_close()
             self._server = None
             raise
-        self._server.app = dispatcher(LambdaApi(self._runtime, self.settings.local_event_retry_delay), moto_app)
+        retry_delay = self.settings.local_event_retry_delay
+        self._server.app = dispatcher(LambdaApi(self._runtime, retry_delay), moto_app, self.services)
         # A short poll interval makes stop() take milliseconds instead of half a second.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="embedded-aws", daemon=True

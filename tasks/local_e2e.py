@@ -84,5 +84,6 @@ class LocalE2E:
                 on_step_end=lambda index, result, found: self.on_step_end(index, len(STEPS), result, found),
             )
             record = runner.run(record, functions)
+            record = replace(record, notes=(*record.notes, *server.services.notes()))  # what was stubbed, replayed
             reader.save(record.outputs, recorder.folder.outputs)
         return record

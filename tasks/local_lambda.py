@@ -29,6 +29,7 @@ from typing import Any
 from tasks.errors import ConfigError
 from tasks.execution_env import TEMP_PREFIX, ExecutionEnvironment, FunctionSpec, memory_kb
 from tasks.function_envs import FunctionEnvironments
+from tasks.local_services import function_environment
 from tasks.settings import STEPS, HandlerSpec, Settings
 
 LOG_TAIL_BYTES = 4096
@@ -181,6 +182,7 @@ class LocalLambdaRuntime:
             "PYTHONPATH": ":".join([str(source), *map(str, settings.local_lambda_layers)]),
             "PYTHONUNBUFFERED": "1",
             **self.own_variables(function),
+            **function_environment(self.endpoint),  # the web through the embedded server (tasks/local_services.py)
         }
 
     def configuration(self, function: LocalFunction) -> dict[str, Any]:

@@ -23,6 +23,13 @@ DEFAULT_PROFILE = "rag-lai-prod"
 DEPLOYED = {"ingest": (900.0, 512), "normalize-score": (900.0, 1024), "newsletter": (900.0, 1024)}
 # boto3 service name -> the suffix of its AWS_ENDPOINT_URL_<SERVICE> variable.
 SERVICES = {"s3": "S3", "lambda": "LAMBDA", "logs": "CLOUDWATCH_LOGS"}
+# What a local handler's calls beyond the embedded S3 may do, per service (LOCAL_SERVICES): "bedrock", "http" (the
+# web), and "*" for every other AWS service (a named one, e.g. sqs=passthrough, takes the modes of "*").
+SERVICE_MODES = {
+    "bedrock": ("stub", "deny", "passthrough", "record", "replay"),
+    "http": ("replay", "deny", "passthrough", "record"),
+    "*": ("deny", "passthrough"),
+}
 
 # Every variable the toolkit reads, with its default. .env.example documents each one.
 DEFAULTS: dict[str, str] = {
@@ -58,6 +65,11 @@ DEFAULTS: dict[str, str] = {
     "LOCAL_HANDLER_NEWSLETTER": "lambdas/newsletter:handler.lambda_handler",
     "LOCAL_LAMBDA_LAYERS": "lambdas/common",
     "LOCAL_CANONICAL_DIR": "lambdas/canonical",
+    "LOCAL_SERVICES": "bedrock=stub,http=replay,*=deny",
+    "LOCAL_RECORDINGS": "lambdas/recordings",
+    "LOCAL_AWS_UPSTREAM": "",
+    "LOCAL_PASSTHROUGH_PROFILE": "",
+    "LOCAL_SAMPLE_FEEDS": "lambdas/ingest/sample_items.json",
 }
 
 
@@ -102,6 +114,11 @@ class Settings:
     local_handlers: Mapping[str, HandlerSpec]
     local_lambda_layers: tuple[Path, ...]
     local_canonical_dir: Path
+    local_services: Mapping[str, str]
+    local_recordings: Path
+    local_aws_upstream: str
+    local_passthrough_profile: str | None
+    local_sample_feeds: Path | None
     secrets: tuple[str, ...] = ()
 
     def function_name(self, step: str, env: str | None = None) -> str:
@@ -203,6 +220,20 @@ def _flag(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes")
 
 
+def service_modes(value: str) -> dict[str, str]:
+    """LOCAL_SERVICES (`service=mode,...`) over its defaults; an unknown mode is an error listing the choices."""
+    modes: dict[str, str] = {}
+    for part in f"{DEFAULTS['LOCAL_SERVICES']},{value}".split(","):
+        service, sep, mode = (p.strip().lower() for p in part.partition("="))
+        if not part.strip():
+            continue
+        allowed = SERVICE_MODES.get(service, SERVICE_MODES["*"])
+        if not (sep and service and mode in allowed):
+            raise ConfigError(f"LOCAL_SERVICES: {part.strip()!r}: expected {service or 'SERVICE'}={'|'.join(allowed)}")
+        modes[service] = mode
+    return modes
+
+
 def _port_error(merged: Mapping[str, str]) -> int:
     raise ConfigError(f"LOCAL_AWS_PORT={merged['LOCAL_AWS_PORT']!r}: expected a port number (0 picks a free one)")
 
@@ -270,4 +301,9 @@ def load_settings(
             (root / part).resolve() for part in merged["LOCAL_LAMBDA_LAYERS"].split(os.pathsep) if part
         ),
         local_canonical_dir=(root / merged["LOCAL_CANONICAL_DIR"]).resolve(),
+        local_services=service_modes(merged["LOCAL_SERVICES"]),
+        local_recordings=(root / merged["LOCAL_RECORDINGS"]).resolve(),
+        local_aws_upstream=merged["LOCAL_AWS_UPSTREAM"].rstrip("/"),
+        local_passthrough_profile=merged["LOCAL_PASSTHROUGH_PROFILE"] or None,
+        local_sample_feeds=(root / merged["LOCAL_SAMPLE_FEEDS"]).resolve() if merged["LOCAL_SAMPLE_FEEDS"] else None,
     )

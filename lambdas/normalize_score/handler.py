@@ -1,19 +1,25 @@
-"""Sample normalize-score Lambda: extract entities, classify events, match the client's watch domains, score.
+"""Sample normalize-score Lambda: summarize with Bedrock, extract entities, classify, match watch domains, score.
 
 Event: {"client_id": ..., "simulate": ...?}. Reads the newest non-empty ingested/{client_id}/<date>/items.json (named
 in the answer as last_run_path) and canonical/scopes/*.yaml; writes s3://$DATA_BUCKET/curated/{client_id}/<that
-date>/items.json. Like the real one it refuses test data (paths holding "test" or "synthetic", item URLs on
-example.com, test.com, fake.com) and swallows model failures: with simulate "bedrock_down" every item is a fallback,
-with "bedrock_empty" every answer is empty, and the step still answers "completed".
+date>/items.json. Calls Bedrock through boto3 (bedrock-runtime InvokeModel, Anthropic messages body) once per item,
+with the model BEDROCK_MODEL_ID in BEDROCK_REGION; the sample asks the model for the summary only and finds entities
+with the canonical scopes. Like the real one it refuses test data (paths holding "test" or "synthetic", item URLs on
+example.com, test.com, fake.com) and swallows model failures: an item whose call fails is a fallback
+(fallback_reason "bedrock_failure"), an empty answer leaves the item empty, and the step still answers "completed".
+simulate: "bedrock_down" (every call fails with a ThrottlingException), "bedrock_empty" (every answer is empty).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 from datetime import date
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 from vectora_common import (
     answer,
     client_config,
@@ -54,6 +60,39 @@ SIGNAL_WEIGHTS = {"technologies": 0.4, "companies": 0.25, "molecules": 0.2, "tra
 ENTITY_KINDS = ("companies", "molecules", "technologies", "trademarks")
 REFUSED_PATH_WORDS = ("test", "synthetic")
 REFUSED_URL_HOSTS = ("example.com", "test.com", "fake.com")
+DEFAULT_MODEL_ID = "anthropic.claude-3-sonnet-20240229-v1:0"
+PROMPT = "Summarize this press release in one sentence for a newsletter on long-acting injectables.\n\n{content}"
+
+_bedrock = None
+
+
+class Model:
+    """Bedrock as the real normalizer calls it: one InvokeModel per item, model and region from the environment."""
+
+    def __init__(self, event: dict) -> None:
+        global _bedrock
+        if _bedrock is None:
+            _bedrock = boto3.client("bedrock-runtime", region_name=os.environ.get("BEDROCK_REGION", "us-east-1"))
+        self.client = _bedrock
+        self.model_id = os.environ.get("BEDROCK_MODEL_ID", DEFAULT_MODEL_ID)
+        self.event = event
+
+    def summary(self, item: dict) -> str:
+        """The model's one-sentence summary of item ("" for an empty answer); raises the client's error on failure."""
+        if simulated(self.event, "bedrock_down"):
+            error = {"Code": "ThrottlingException", "Message": "Too many requests, please wait before trying again."}
+            raise ClientError({"Error": error}, "InvokeModel")
+        body = {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 300,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": PROMPT.format(**item)}]}],
+        }
+        response = self.client.invoke_model(
+            modelId=self.model_id, body=json.dumps(body), contentType="application/json", accept="application/json"
+        )
+        content = json.loads(response["body"].read()).get("content") or []
+        text = "".join(part.get("text", "") for part in content if part.get("type") == "text").strip()
+        return "" if simulated(self.event, "bedrock_empty") else text
 
 
 class Terms:
@@ -96,7 +135,9 @@ def _classify(text: str) -> tuple[str, float]:
     return (kind, min(0.5 + 0.15 * count, 0.95)) if count else ("other", 0.3)
 
 
-def _process(item: dict, matchers: list[DomainMatcher], scopes: dict, config: dict, today: date) -> dict:
+def _process(
+    item: dict, summary: str, model: Model, matchers: list[DomainMatcher], scopes: dict, config: dict, today: date
+) -> dict:
     text = f"{item['title']} {item['content']}".lower()
     entities = {"companies": set(), "molecules": set(), "technologies": set(), "trademarks": set()}
     relevance, negatives = {}, []
@@ -129,7 +170,6 @@ def _process(item: dict, matchers: list[DomainMatcher], scopes: dict, config: di
     age = (today - date.fromisoformat(item["published_at"])).days
     recency = 1.0 if age <= 7 else 0.8 if age <= 21 else 0.6
     raw = base * (0.5 + factor / 2) * recency + sum(bonuses.values()) + sum(penalties.values())
-    summary = re.split(r"(?<![A-Z])\.\s+(?=[A-Z])", item["content"], maxsplit=1)[0].rstrip(".") + "."
     return item | {
         "normalized_at": now().isoformat(),
         "normalized_content": {
@@ -137,6 +177,7 @@ def _process(item: dict, matchers: list[DomainMatcher], scopes: dict, config: di
             "entities": {k: sorted(v) for k, v in entities.items()},
             "event_classification": {"primary_type": event_type, "confidence": round(confidence, 2)},
             "anti_lai_detected": bool(negatives),
+            "normalization_metadata": {"bedrock_model": model.model_id, "canonical_version": "1.0"},
         },
         "matching_results": {"matched_domains": matched, "domain_relevance": relevance},
         "scoring_results": {
@@ -196,14 +237,25 @@ def _normalize(event: dict) -> dict:
     last_run_path = latest.rsplit("/", 1)[0]
     _refuse_test_data(last_run_path, items)
     when = now()
-    if simulated(event, "bedrock_down") or simulated(event, "bedrock_empty"):
-        print("[ERROR] Bedrock call failed: ThrottlingException; using fallback normalization")
-        curated = [_without_model(item, simulated(event, "bedrock_down")) for item in items]
-    else:
-        domains = [d for d in config.get("watch_domains", []) if d.get("enabled", True)]
-        scopes = _scopes(os.environ["CONFIG_BUCKET"])
-        matchers = [DomainMatcher(domain, scopes) for domain in domains]
-        curated = [_process(item, matchers, scopes, config, when.date()) for item in items]
+    domains = [d for d in config.get("watch_domains", []) if d.get("enabled", True)]
+    scopes = _scopes(os.environ["CONFIG_BUCKET"])
+    matchers = [DomainMatcher(domain, scopes) for domain in domains]
+    model = Model(event)
+    curated, failures = [], []
+    for item in items:
+        try:
+            summary = model.summary(item)
+        except (ClientError, BotoCoreError) as err:
+            failures.append(err)
+            curated.append(_without_model(item, fallback=True))
+            continue
+        curated.append(
+            _process(item, summary, model, matchers, scopes, config, when.date())
+            if summary
+            else _without_model(item, fallback=False)
+        )
+    if failures:
+        print(f"[ERROR] Bedrock call failed for {len(failures)} of {len(items)} items ({failures[0]}); using fallback")
     output_path = last_run_path.replace("ingested/", "curated/", 1) + "/items.json"
     write_json(data_bucket, output_path, curated)
     scores = [i["scoring_results"]["final_score"] for i in curated if "scoring_results" in i]
