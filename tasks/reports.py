@@ -41,15 +41,17 @@ def latest_run(context: Context, env: str | None = None) -> RunRecord | None:
     return None
 
 
-def rerender(context: Context, run_id: str | None = None) -> tuple[RunRecord, list[Path]]:
-    """Render again the reports of one run (the latest by default) from its run.json."""
+def rerender(
+    context: Context, run_id: str | None = None, secrets: tuple[str, ...] = ()
+) -> tuple[RunRecord, list[Path]]:
+    """Render again the reports of one run (the latest by default) from its run.json, masking secrets."""
     record = load_run(context, run_id) if run_id else latest_run(context)
     if record is None:
         which = f"run {run_id}" if run_id else "run"
         raise UsageError(
             f"{context.client_id} has no {which} with a run.json (deleted by hand?): `make contexts` shows its runs"
         )
-    return record, write_reports(RunFolder(context.runs_dir / record.run_id), record, context)
+    return record, write_reports(RunFolder(context.runs_dir / record.run_id), record, context, secrets)
 
 
 def _newest(records: list[RunRecord | None]) -> RunRecord | None:
