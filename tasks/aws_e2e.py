@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tasks import aws, config_upload, verify
 from tasks.contexts import Context, ContextStore
 from tasks.errors import StepFailed, UsageError
-from tasks.files import read_json, write_atomic
+from tasks.files import parse_json, read_json, write_atomic
 from tasks.runs import RunRecorder, new_record, recorded_run
 from tasks.settings import STEPS, Settings
 from tasks.workflow import Invocation, OutputCheck, Runner, RunRecord, StepResult
@@ -44,9 +43,11 @@ def parse_payload(text: str | None, client_id: str) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        payload = json.loads(text)
+        payload = parse_json(text)
     except ValueError as err:
-        raise UsageError(f"--payload is not JSON ({err.msg}): give an object, e.g. '{{\"period_days\": 7}}'") from err
+        raise UsageError(
+            f"--payload is not JSON ({getattr(err, 'msg', err)}): give an object, e.g. '{{\"period_days\": 7}}'"
+        ) from err
     if not isinstance(payload, dict):
         raise UsageError("--payload must be a JSON object, e.g. '{\"period_days\": 7}'")
     if payload.get("client_id", client_id) != client_id:

@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,26 @@ from tasks.settings import STEPS, HandlerSpec, Settings
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
 LOG_TAIL_BYTES = 4096
 RUNTIME = "python3.11"
+TMP_PREFIX = "vectora-lambda-"  # + the runtime's pid + "-": a folder whose process is gone (kill -9) is removed
+ORPHAN = re.compile(rf"^{TMP_PREFIX}(?P<pid>[0-9]+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process
+    return True
+
+
+def remove_orphan_folders(tmp: Path) -> None:
+    """Remove the invocation folders of runtimes killed before they could (kill -9)."""
+    for entry in os.scandir(tmp):
+        match = ORPHAN.match(entry.name)
+        if match and entry.is_dir(follow_symlinks=False) and not _alive(int(match["pid"])):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -81,6 +102,7 @@ class LocalLambdaRuntime:
         self._pattern = _name_pattern(settings.function_name_template)
         self._children: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
+        remove_orphan_folders(Path(tempfile.gettempdir()))
 
     def find(self, name: str) -> LocalFunction | None:
         """The function named name (a plain name or an ARN), or None if the runtime has no such function."""
@@ -159,7 +181,7 @@ class LocalLambdaRuntime:
             "VECTORA_LOCAL_FUNCTION_ARN": self.arn(function),
             "VECTORA_LOCAL_TIMEOUT": str(timeout),
         }
-        with tempfile.TemporaryDirectory(prefix="vectora-lambda-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
             result_path = Path(tmp) / "result.json"
             started = time.monotonic()
             child = subprocess.Popen(

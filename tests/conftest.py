@@ -17,7 +17,7 @@ from tasks.local_aws import EmbeddedAws
 from tasks.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO.parent / "shared" / "fixtures" / "vectora-inbox"
+FIXTURES = REPO / "tests" / "fixtures"
 SAFE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -26,17 +26,19 @@ SAFE_ENV = {
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     "AWS_DEFAULT_REGION": "eu-west-3",
+    "VECTORA_DOTENV": os.devnull,  # never the developer's .env
 }
 
 
 @pytest.fixture(autouse=True)
-def no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dummy credentials and no profile or endpoint of the developer's leak into a test."""
+def no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Dummy credentials; no profile, endpoint, .env or HOME of the developer's reaches a test or its children."""
     for name in list(os.environ):
-        if name.startswith("AWS_") or name in ("VECTORA_ENV", "CONTEXTS_DIR") or name.startswith("LOCAL_"):
+        if name.startswith(("AWS_", "LOCAL_", "XDG_")) or name in ("VECTORA_ENV", "CONTEXTS_DIR"):
             monkeypatch.delenv(name)
     for name, value in SAFE_ENV.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
 
 
 def safe_environ(**extra: str) -> dict[str, str]:
@@ -68,7 +70,11 @@ def contexts_dir(tmp_path: Path) -> Path:
 
 def settings_for(contexts_dir: Path, **variables: str) -> Settings:
     """Settings for the repository's code with contexts in contexts_dir and the given variables."""
-    return load_settings(REPO, {"VECTORA_ENV": "local", "CONTEXTS_DIR": str(contexts_dir), **variables}, environ={})
+    return load_settings(
+        REPO,
+        {"VECTORA_ENV": "local", "CONTEXTS_DIR": str(contexts_dir), **variables},
+        environ={"VECTORA_DOTENV": os.devnull},
+    )
 
 
 @pytest.fixture

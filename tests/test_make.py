@@ -34,8 +34,8 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make(clone: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
     environ = safe_environ(**variables)
-    environ.pop("MAKEFLAGS", None)
-    environ.pop("MAKELEVEL", None)
+    for name in ("MAKEFLAGS", "MAKELEVEL", "VECTORA_DOTENV"):  # the clone's own .env is the one read
+        environ.pop(name, None)
     return subprocess.run(
         ["make", "--no-print-directory", *args], cwd=clone, capture_output=True, text=True, env=environ, timeout=300
     )
