@@ -69,17 +69,6 @@ class OutcomeUnknown(ToolkitError):
     exit_code = EXIT_UNKNOWN
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a CI timeout, `docker stop`): handled like Ctrl-C, the run recorded interrupted, exit 143."""
-
-    exit_code = EXIT_TERMINATED
-
-
-def interrupted_code(err: KeyboardInterrupt) -> int:
-    """130 for Ctrl-C, 143 for SIGTERM."""
-    return getattr(err, "exit_code", EXIT_INTERRUPTED)
-
-
 OS_HINTS = {
     errno.ENOSPC: "free some space, then run again",
     errno.EDQUOT: "free some space, then run again",

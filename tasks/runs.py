@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from tasks.contexts import Context, ContextStore
-from tasks.errors import EXIT_MEANINGS, ToolkitError, as_toolkit_error, interrupted_code
+from tasks.errors import EXIT_MEANINGS, ToolkitError, as_toolkit_error
 from tasks.files import run_lock, write_atomic, write_json
 from tasks.junit import render_junit
 from tasks.report import About, render_markdown
 from tasks.report_html import render_html
 from tasks.secrets import mask, redact, secret_forms
+from tasks.signals import interrupted_code
 from tasks.workflow import RunRecord
 from tasks.workflow_log import render_workflow_log
 
@@ -175,8 +176,10 @@ def recorded_run(
         recorder.start(record)
         try:
             record = body(record, recorder)
-        except KeyboardInterrupt as err:
-            code = interrupted_code(err)
+            if record.status == "interrupted":  # the runner caught it: say whether it was Ctrl-C or SIGTERM
+                record = replace(record, exit_code=interrupted_code())
+        except KeyboardInterrupt:
+            code = interrupted_code()
             record = replace(
                 record, status="interrupted", finished_at=clock().isoformat(), error=EXIT_MEANINGS[code], exit_code=code
             )

@@ -60,6 +60,43 @@ def run_tasks(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     )
 
 
+SKIP = {".venv", ".nox", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", ".env"}
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the working tree without generated contexts, its .venv a link to ours."""
+    target = tmp_path_factory.mktemp("clone") / "repo"
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n in SKIP}
+        if Path(folder) == REPO / "contexts":
+            skipped |= {n for n in names if n != "templates"}
+        return skipped
+
+    shutil.copytree(REPO, target, ignore=ignore)
+    (target / ".venv").symlink_to(REPO / ".venv")
+    return target
+
+
+MAKE = ("make", "--no-print-directory")
+
+
+def make_environ(**variables: str) -> dict[str, str]:
+    """The environment of a `make` run: safe, plus variables (as if exported in the shell); the clone's .env counts."""
+    environ = safe_environ(**variables)
+    for name in ("MAKEFLAGS", "MAKELEVEL", "VECTORA_DOTENV"):
+        environ.pop(name, None)
+    return environ
+
+
+def make(clone: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """The real `make ARGS` in clone (ARGS may set make variables: `CLIENT_ID=...`)."""
+    return subprocess.run(
+        [*MAKE, *args], cwd=clone, capture_output=True, text=True, env=make_environ(**variables), timeout=300
+    )
+
+
 @pytest.fixture
 def contexts_dir(tmp_path: Path) -> Path:
     """An empty contexts folder holding the committed templates."""
@@ -96,12 +133,13 @@ def embedded(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def slow_handler(tmp_path: Path) -> Path:
-    """A handler folder whose handler writes its pid to `pid` beside it, then sleeps for a minute."""
+    """A handler folder whose handler writes its runner's pid to `runner` and its own to `pid`, then sleeps a minute."""
     folder = tmp_path / "slow"
     folder.mkdir()
     (folder / "handler.py").write_text(
         "import os, time, pathlib\n"
         "def lambda_handler(event, context):\n"
+        "    pathlib.Path(__file__).with_name('runner').write_text(str(os.getppid()))\n"
         "    pathlib.Path(__file__).with_name('pid').write_text(str(os.getpid()))\n"
         "    time.sleep(60)\n"
     )

@@ -3,42 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import REPO, safe_environ
-
-SKIP = {".venv", ".nox", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", ".env"}
-
-
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the working tree without generated contexts, its .venv a link to ours."""
-    target = tmp_path_factory.mktemp("clone") / "repo"
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        skipped = {n for n in names if n in SKIP}
-        if Path(folder) == REPO / "contexts":
-            skipped |= {n for n in names if n != "templates"}
-        return skipped
-
-    shutil.copytree(REPO, target, ignore=ignore)
-    (target / ".venv").symlink_to(REPO / ".venv")
-    return target
-
-
-def make(clone: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    environ = safe_environ(**variables)
-    for name in ("MAKEFLAGS", "MAKELEVEL", "VECTORA_DOTENV"):  # the clone's own .env is the one read
-        environ.pop(name, None)
-    return subprocess.run(
-        ["make", "--no-print-directory", *args], cwd=clone, capture_output=True, text=True, env=environ, timeout=300
-    )
+from tests.conftest import make, safe_environ
 
 
 def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
