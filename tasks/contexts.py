@@ -259,10 +259,7 @@ class ContextStore:
     def _record(self, path: Path) -> dict[str, Any]:
         """The folder's context.json record, checked; a ConfigError naming the file and what is wrong otherwise."""
         self._check_folder(path)
-        try:
-            record = read_json(path / CONTEXT_FILE)
-        except ValueError as err:
-            raise ConfigError(f"{path / CONTEXT_FILE}: not JSON ({err}); fix or remove the context folder") from err
+        record = read_json(path / CONTEXT_FILE)
         problem = record_problem(path, record)
         if problem:
             raise ConfigError(f"{path / CONTEXT_FILE}: {problem}; fix or remove the context folder")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import Busy
+from tasks.errors import Busy, ConfigError
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -47,8 +47,12 @@ def parse_json(text: str) -> Any:
 
 
 def read_json(path: Path) -> Any:
-    with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
+    """A JSON file's document; a file that is not JSON (truncated, not UTF-8) is a ConfigError naming it."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except (ValueError, RecursionError) as err:
+        raise ConfigError(f"{path}: not JSON ({err}); fix or remove it") from err
 
 
 @contextlib.contextmanager

@@ -26,6 +26,16 @@ PUBLISHED_FILES = ("run.json", "report.md")
 RUN_KEYS = ("run_id", "client_id", "env", "status", "started_at")
 
 
+def _run_problem(document: Any) -> str | None:
+    """What makes a run.json's document not a run record, or None."""
+    if not isinstance(document, dict) or not all(isinstance(document.get(k), str) for k in RUN_KEYS):
+        return f"not a run record (needs string {', '.join(RUN_KEYS)})"
+    parts = [document.get(key) or [] for key in ("steps", "outputs")]
+    if not all(isinstance(part, list) and all(isinstance(item, dict) for item in part) for part in parts):
+        return "its steps and outputs should be lists of objects"
+    return None
+
+
 def load_run(context: Context, run_id: str) -> RunRecord | None:
     """A run of context from its run.json, or None when its folder is gone (deleted by hand).
 
@@ -34,15 +44,11 @@ def load_run(context: Context, run_id: str) -> RunRecord | None:
     path = RunFolder(context.runs_dir / run_id).run_json
     if not path.is_file():
         return None
-    try:
-        document = read_json(path)
-        if not isinstance(document, dict) or not all(isinstance(document.get(k), str) for k in RUN_KEYS):
-            raise TypeError(f"not a run record (needs string {', '.join(RUN_KEYS)})")
-        if not all(isinstance(part, dict) for key in ("steps", "outputs") for part in document.get(key) or ()):
-            raise TypeError("its steps and outputs should be objects")
-        return RunRecord.from_json(document)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{path}: {err}; remove the run folder or render another run (--run-id)") from err
+    document = read_json(path)
+    problem = _run_problem(document)
+    if problem:
+        raise ConfigError(f"{path}: {problem}; remove the run folder or render another run (--run-id)")
+    return RunRecord.from_json(document)
 
 
 def latest_run(context: Context, env: str | None = None) -> RunRecord | None:
