@@ -138,7 +138,7 @@ def test_sixteen_concurrent_creations_get_sixteen_distinct_ids(contexts_dir: Pat
         (lambda record: {k: v for k, v in record.items() if k != "template"}, "lacks the key 'template'"),
         (lambda record: record | {"runs": {"a": 1}}, "'runs' should be a list, not dict"),
         (lambda record: record | {"runs": [{"run_id": 1}]}, "'runs' holds an entry without string"),
-        (lambda record: record | {"local": {"last_run": []}}, "whose last_run has no string status"),
+        (lambda record: record | {"local": {"last_run": []}}, "'local' or 'envs' holds a record whose last_run"),
         (lambda record: record | {"client_id": "lai_weekly_v9"}, "names client_id 'lai_weekly_v9'"),
     ],
 )
