@@ -22,36 +22,46 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.files import file_lock, lock_held
 from tasks.settings import STEPS, HandlerSpec, Settings
 
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
 LOG_TAIL_BYTES = 4096
 RUNTIME = "python3.11"
-TMP_PREFIX = "vectora-lambda-"  # + the runtime's pid + "-": a folder whose process is gone (kill -9) is removed
-ORPHAN = re.compile(rf"^{TMP_PREFIX}(?P<pid>[0-9]+)-")
+TMP_PREFIX = "vectora-lambda-"  # an invocation's folder in the temp folder, locked while in use
+IN_USE = ".in-use"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process
-    return True
+@contextlib.contextmanager
+def invocation_folder() -> Iterator[Path]:
+    """A private temp folder holding a lock while in use, so that the next start removes it if its process died.
+
+    It is created under another name and renamed once locked: a cleaner never sees it unlocked while in use.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{TMP_PREFIX}"))
+    with file_lock(staging / IN_USE):
+        folder = staging.with_name(staging.name[1:])
+        staging.rename(folder)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_orphan_folders(tmp: Path) -> None:
-    """Remove the invocation folders of runtimes killed before they could (kill -9)."""
+    """Remove the invocation folders whose process was killed before it could (kill -9): their lock is free."""
     for entry in os.scandir(tmp):
-        match = ORPHAN.match(entry.name)
-        if match and entry.is_dir(follow_symlinks=False) and not _alive(int(match["pid"])):
-            shutil.rmtree(entry.path, ignore_errors=True)
+        if entry.name.startswith(TMP_PREFIX) and entry.is_dir(follow_symlinks=False):
+            lock = Path(entry.path) / IN_USE
+            with contextlib.suppress(OSError):  # another user's folder, or gone meanwhile
+                if lock.is_file() and not lock_held(lock):  # no lock file: not ours (an older version's), left alone
+                    shutil.rmtree(entry.path)
 
 
 @dataclass(frozen=True)
@@ -181,7 +191,7 @@ class LocalLambdaRuntime:
             "VECTORA_LOCAL_FUNCTION_ARN": self.arn(function),
             "VECTORA_LOCAL_TIMEOUT": str(timeout),
         }
-        with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
+        with invocation_folder() as tmp:
             result_path = Path(tmp) / "result.json"
             started = time.monotonic()
             child = subprocess.Popen(

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,9 @@ def no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
     for name, value in SAFE_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    temp = tmp_path_factory.mktemp("temp")  # temp files too: private, and out of reach of other processes' cleaners
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
 
 
 def safe_environ(**extra: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
     result = make(
         clone,
         "local-e2e",
-        PURPOSE='check "quotes"\nand a second line',
+        'PURPOSE=check "quotes"\nand a second line',  # make variables count only on the command line
         GITHUB_STEP_SUMMARY=str(clone / "step-summary.md"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -59,7 +59,7 @@ def test_make_reports_the_exit_code_of_bad_input(clone: Path) -> None:
 
 
 def test_make_context_prints_a_new_client_id(clone: Path) -> None:
-    result = make(clone, "context", PURPOSE="alone")
+    result = make(clone, "context", "PURPOSE=alone")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("lai_weekly_v")
 
@@ -118,7 +118,7 @@ def test_promote_then_aws_e2e_against_make_local_aws(clone: Path) -> None:
 
 
 def test_make_report_summarizes_rerenders_and_compares(clone: Path) -> None:
-    assert make(clone, "local-e2e", PURPOSE="second context").returncode == 0
+    assert make(clone, "local-e2e", "PURPOSE=second context").returncode == 0
     summary = make(clone, "report")
     assert summary.returncode == 0, summary.stderr
     assert "| `lai_weekly_v1` |" in summary.stdout and "✅ PASSED" in summary.stdout
