@@ -19,6 +19,7 @@ from tasks.contexts import Context, ContextStore
 from tasks.errors import StepFailed, UsageError
 from tasks.files import parse_json, read_json, write_atomic
 from tasks.runs import RunRecorder, new_record, recorded_run
+from tasks.secrets import redact, secret_forms
 from tasks.settings import STEPS, Settings
 from tasks.workflow import Invocation, OutputCheck, Runner, RunRecord, StepResult
 
@@ -243,7 +244,8 @@ class AwsE2E:
             text = fetch_log(self.factory, step.function_name, step.request_id, datetime.fromisoformat(step.started_at))
             if text:
                 folder.mkdir(parents=True, exist_ok=True)
-                write_atomic(folder / f"{step.step}.log", text.encode("utf-8"))
+                masked = redact(text, secret_forms(self.settings.secrets))
+                write_atomic(folder / f"{step.step}.log", masked.encode("utf-8"))
 
 
 def fetch_log(factory: aws.ClientFactory, function: str, request_id: str, since: datetime) -> str | None:

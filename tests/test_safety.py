@@ -10,12 +10,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tasks import aws, verify
+from tasks import aws, aws_e2e, verify
 from tasks.cli import main
 from tasks.contexts import ContextStore
 from tasks.errors import EnvironmentProblem
@@ -23,6 +24,7 @@ from tasks.local_aws import EmbeddedAws, seed
 from tasks.promotion import ConfigFlows
 from tasks.secrets import mask, secret_forms
 from tasks.settings import load_settings
+from tasks.workflow import RunRecord, StepResult
 from tests.conftest import run_tasks, safe_environ, settings_for, start_and_wait_for_handler
 from tests.s3_outage import S3Outage
 
@@ -279,3 +281,15 @@ def test_tests_read_no_developer_dotenv_or_home(tmp_path: Path) -> None:
     assert safe_environ()["VECTORA_DOTENV"] == os.devnull
     assert Path(os.environ["HOME"]).is_relative_to(tmp_path.parents[1])
     assert not any(name.startswith("XDG_") for name in os.environ)
+
+
+def test_saved_cloudwatch_logs_are_masked(contexts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = 'q"b\\é<&>-canary'
+    settings = replace(settings_for(contexts_dir), secrets=(secret,))
+    monkeypatch.setattr(aws_e2e, "fetch_log", lambda *args: f"raw {secret} json {json.dumps(secret)}\n")
+    flow = aws_e2e.AwsE2E(settings, ContextStore(contexts_dir), None, lambda: datetime.now(UTC))
+    now = datetime.now(UTC).isoformat()
+    step = StepResult("ingest", "vectora-inbox-ingest-v2-dev", "failed", now, request_id="r-1")
+    record = RunRecord("r", "lai_weekly_v1", "dev", "AWS", None, "failed", now, now, None, {}, steps=(step,))
+    flow._save_failed_logs(record, tmp_path / "logs")
+    assert (tmp_path / "logs" / "ingest.log").read_text() == 'raw *** json "***"\n'
