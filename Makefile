@@ -2,26 +2,41 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
-PYTHON ?= python3
 VENV := .venv
 NOX := $(VENV)/bin/python -m nox --non-interactive -f noxfile.py
-TEMPLATE ?= lai_weekly
-# Free text reaches recipes through the environment only ("$$PURPOSE"), never spliced into a command line.
-export PURPOSE CLIENT_ID CLIENT_IDS TEMPLATE PAYLOAD FROM CONFIRM_PROD PARALLEL PORT RUNS ONLY
-# ENV counts only when given on the command line (the shell's own ENV means something else): it becomes VECTORA_ENV.
-ifeq ($(origin ENV),command line)
-export VECTORA_ENV := $(ENV)
+# Every value given on make's command line reaches the task byte for byte: read with $(value ...) (never expanded:
+# `$`, `$(shell ...)` stay text), handed over through the environment only ("$$PURPOSE"), never spliced into a recipe,
+# and tested for emptiness in the shell. These variables count only when given on the command line: the same names in
+# the shell's environment steer nothing (POSIX shells use ENV for something else; a stray CLIENT_ID would too).
+MAKE_VARS := CLIENT_ID CLIENT_IDS PURPOSE TEMPLATE PAYLOAD FROM PARALLEL PORT RUNS ONLY DRY_RUN FORCE JSON PUBLISH ENV
+# byte_for_byte: $1 a variable; $2 what to do when it was not given on the command line.
+define byte_for_byte
+ifeq ($$(origin $1),command line)
+override $1 := $$(value $1)
+export $1
+else
+$2
 endif
-FLAG_CLIENT = $(if $(CLIENT_ID),--client-id "$$CLIENT_ID")
-FLAG_DRY_RUN = $(if $(DRY_RUN),--dry-run)
-FLAG_ENV = $(if $(filter command line,$(origin ENV)),--env "$$VECTORA_ENV")
+endef
+$(foreach v,$(MAKE_VARS),$(eval $(call byte_for_byte,$v,unexport $v)))
+# Settings the tasks also read from the environment (README, "Settings"): the command line wins, the shell still counts.
+$(foreach v,CONFIRM_PROD PYTHON,$(eval $(call byte_for_byte,$v,)))
+PYTHON ?= python3
+export PYTHON
+# Options built in the shell from what was given: `+` passes a value given empty (refused by the task), `:+` drops it.
+FLAG_CLIENT = $${CLIENT_ID+--client-id="$$CLIENT_ID"}
+FLAG_ENV = $${ENV+--env="$$ENV"}
+FLAG_DRY_RUN = $${DRY_RUN:+--dry-run}
+FLAG_PURPOSE = $${PURPOSE+--purpose="$$PURPOSE"}
+FLAG_JSON = $${JSON:+--json}
+FLAG_PAYLOAD = $${PAYLOAD:+--payload="$$PAYLOAD"}
 export UV_COMPILE_BYTECODE := 1
 
 # The environment: one .venv with nox, the toolkit's dependencies and the test tools, installed exactly as uv.lock
 # pins them (so a clone in a year gets today's versions); rebuilt when pyproject.toml or uv.lock changes.
 $(VENV)/.installed: pyproject.toml uv.lock
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (python3 is %s)" % sys.version.split()[0])'
-	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@"$$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (python3 is %s)" % sys.version.split()[0])'
+	@test -x $(VENV)/bin/python || "$$PYTHON" -m venv $(VENV)
 	@test -x $(VENV)/bin/uv || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
 	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv sync --quiet --frozen --no-install-project --group dev --python $(VENV)/bin/python
 	@touch $@
@@ -33,45 +48,45 @@ venv: $(VENV)/.installed
 ##@ Flows
 .PHONY: local-e2e  ## create a context (or rerun CLIENT_ID=...) and run the whole workflow on the embedded AWS: [PAYLOAD='{...}']
 local-e2e: $(VENV)/.installed
-	@$(NOX) -s local_e2e -- $(if $(CLIENT_ID),--client-id "$$CLIENT_ID") --template "$$TEMPLATE" $(if $(PURPOSE),--purpose "$$PURPOSE") $(if $(PAYLOAD),--payload "$$PAYLOAD")
+	@$(NOX) -s local_e2e -- $(FLAG_CLIENT) $${TEMPLATE:+--template="$$TEMPLATE"} $(FLAG_PURPOSE) $(FLAG_PAYLOAD)
 
 .PHONY: promote  ## upload a context's config to ENV (default dev) and record it: [CLIENT_ID=...] [FORCE=1] [DRY_RUN=1]
 promote: $(VENV)/.installed
-	@$(NOX) -s promote -- $(FLAG_CLIENT) $(if $(FORCE),--force) $(FLAG_DRY_RUN) $(if $(PURPOSE),--purpose "$$PURPOSE")
+	@$(NOX) -s promote -- $(FLAG_CLIENT) $(FLAG_ENV) $${FORCE:+--force} $(FLAG_DRY_RUN) $(FLAG_PURPOSE)
 
 .PHONY: aws-e2e  ## invoke ENV's three Lambdas: [CLIENT_ID=... | CLIENT_IDS="a b" [PARALLEL=4]] [PAYLOAD='{...}'] [FROM=step] [DRY_RUN=1] [PUBLISH=1]
 aws-e2e: $(VENV)/.installed
-	@$(NOX) -s e2e -- $(FLAG_CLIENT) $(if $(CLIENT_IDS),--client-ids $$CLIENT_IDS) $(if $(PARALLEL),--parallel "$$PARALLEL") $(if $(PAYLOAD),--payload "$$PAYLOAD") $(if $(FROM),--from "$$FROM") $(FLAG_DRY_RUN) $(if $(PUBLISH),--publish)
+	@set -f; $(NOX) -s e2e -- $(FLAG_CLIENT) $(FLAG_ENV) $${CLIENT_IDS:+--client-ids $$CLIENT_IDS} $${PARALLEL:+--parallel="$$PARALLEL"} $(FLAG_PAYLOAD) $${FROM:+--from="$$FROM"} $(FLAG_DRY_RUN) $${PUBLISH:+--publish}
 
 .PHONY: local-aws  ## serve the embedded AWS (S3 + Lambda, every env's names) on 127.0.0.1 until Ctrl-C: [PORT=...]
 local-aws: $(VENV)/.installed
-	@$(NOX) -s local_aws -- $(if $(PORT),--port "$$PORT")
+	@$(NOX) -s local_aws -- $${PORT:+--port="$$PORT"}
 
 ##@ Reports
 .PHONY: report  ## summary of all contexts, or CLIENT_ID=...'s latest run re-rendered: [JSON=1] [ENV=... reads published runs]
 report: $(VENV)/.installed
-	@$(NOX) -s report -- $(FLAG_CLIENT) $(if $(JSON),--json) $(FLAG_ENV)
+	@$(NOX) -s report -- $(FLAG_CLIENT) $(FLAG_JSON) $(FLAG_ENV)
 
 .PHONY: compare  ## side by side, the latest runs of CLIENT_IDS="lai_weekly_v11 lai_weekly_v12 ...", with deltas
 compare: $(VENV)/.installed
-	@test -n "$(CLIENT_IDS)" || { echo 'usage: make compare CLIENT_IDS="lai_weekly_v11 lai_weekly_v12"'; echo "exit 2: usage or bad input"; exit 2; }
-	@$(NOX) -s report -- compare $$CLIENT_IDS $(if $(JSON),--json) $(FLAG_ENV)
+	@test -n "$$CLIENT_IDS" || { echo 'usage: make compare CLIENT_IDS="lai_weekly_v11 lai_weekly_v12"'; echo "exit 2: usage or bad input"; exit 2; }
+	@set -f; $(NOX) -s report -- compare $$CLIENT_IDS $(FLAG_JSON) $(FLAG_ENV)
 
 ##@ Single tasks
 .PHONY: upload-config  ## upload CLIENT_ID's config to ENV's config bucket (diff, backup, conditional put): [DRY_RUN=1]
 upload-config: $(VENV)/.installed
-	@test -n "$(CLIENT_ID)" || { echo "usage: make upload-config CLIENT_ID=lai_weekly_vN [ENV=dev] [DRY_RUN=1]"; echo "exit 2: usage or bad input"; exit 2; }
-	@$(NOX) -s upload_config -- $(FLAG_CLIENT) $(FLAG_DRY_RUN)
+	@test -n "$$CLIENT_ID" || { echo "usage: make upload-config CLIENT_ID=lai_weekly_vN [ENV=dev] [DRY_RUN=1]"; echo "exit 2: usage or bad input"; exit 2; }
+	@$(NOX) -s upload_config -- $(FLAG_CLIENT) $(FLAG_ENV) $(FLAG_DRY_RUN)
 
 .PHONY: rollback  ## restore what CLIENT_ID's last upload to ENV replaced
 rollback: $(VENV)/.installed
-	@test -n "$(CLIENT_ID)" || { echo "usage: make rollback CLIENT_ID=lai_weekly_vN [ENV=dev]"; echo "exit 2: usage or bad input"; exit 2; }
-	@$(NOX) -s rollback -- $(FLAG_CLIENT)
+	@test -n "$$CLIENT_ID" || { echo "usage: make rollback CLIENT_ID=lai_weekly_vN [ENV=dev]"; echo "exit 2: usage or bad input"; exit 2; }
+	@$(NOX) -s rollback -- $(FLAG_CLIENT) $(FLAG_ENV)
 
 ##@ Contexts
 .PHONY: context  ## create a context alone: [TEMPLATE=lai_weekly] [PURPOSE="..."]; prints its client_id
 context: $(VENV)/.installed
-	@$(NOX) -s context -- new --template "$$TEMPLATE" $(if $(PURPOSE),--purpose "$$PURPOSE")
+	@$(NOX) -s context -- new $${TEMPLATE:+--template="$$TEMPLATE"} $(FLAG_PURPOSE)
 
 .PHONY: contexts  ## list the contexts: client_id, status, last run, purpose
 contexts: $(VENV)/.installed
@@ -88,7 +103,7 @@ lint: $(VENV)/.installed
 
 .PHONY: bench  ## measure the toolkit's overhead against floors, with PASS/FAIL (a few minutes): [RUNS=5] [ONLY=1,4]
 bench: $(VENV)/.installed
-	@$(NOX) -s bench -- $(if $(RUNS),--runs "$$RUNS") $(if $(ONLY),--only "$$ONLY")
+	@$(NOX) -s bench -- $${RUNS:+--runs="$$RUNS"} $${ONLY:+--only="$$ONLY"}
 
 .PHONY: help  ## list the targets
 help:

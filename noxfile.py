@@ -6,7 +6,9 @@ and a warm session costs only nox's start-up. A task's exit code passes through 
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import nox
@@ -28,19 +30,30 @@ def _python(session: nox.Session) -> str:
 def _call(session: nox.Session, *args: str) -> None:
     """Run a command in the toolkit's environment; exit nox with its code if it fails.
 
-    On Ctrl-C the command gets the signal too: wait for it to record the interruption, then pass its code on.
+    On Ctrl-C the command gets the signal too, and SIGTERM is passed on to it: wait for it to record the
+    interruption, then pass its code on. A command ended by signal N ends nox with 128 + N, as a shell would.
     """
     command = [_python(session), *args]
     session.log(" ".join(command))
     child = subprocess.Popen(command, cwd=ROOT)
-    while True:
-        try:
-            code = child.wait()
-            break
-        except KeyboardInterrupt:
-            continue
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
+    try:
+        code = _wait(child)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code < 0:
+        code = 128 - code
+        print(f"exit {code}: ended by {signal.Signals(code - 128).name}", file=sys.stderr, flush=True)
     if code:
         raise SystemExit(code)
+
+
+def _wait(child: subprocess.Popen[bytes]) -> int:
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue
 
 
 def _task(session: nox.Session, *args: str) -> None:

@@ -143,11 +143,15 @@ def parallel_clients(clients: int, delay: float) -> list[Row]:
     from tasks import aws
     from tasks.contexts import ContextStore
     from tasks.local_aws import EmbeddedAws, seed
-    from tasks.settings import load_settings
+    from tasks.settings import DOTENV_VARIABLE, load_settings
     from tests.fault_lambda import FaultLambda
 
     with contexts_folder() as folder:
-        settings = load_settings(ROOT, {"VECTORA_ENV": "local", "CONTEXTS_DIR": str(folder)}, environ={})
+        settings = load_settings(
+            ROOT,
+            {"VECTORA_ENV": "local", "CONTEXTS_DIR": str(folder)},
+            environ={DOTENV_VARIABLE: os.environ.get(DOTENV_VARIABLE, "")},  # the tests' VECTORA_DOTENV counts
+        )
         with EmbeddedAws(settings).running() as endpoint:
             s3 = aws.ClientFactory.local(settings.region, endpoint).s3()
             seed(s3, settings, "dev")

@@ -3,9 +3,17 @@
 import os
 import sys
 
-from tasks.cli import main
+from tasks.errors import EXIT_MEANINGS
+from tasks.signals import handle_sigterm, interrupted_code
 
-code = main()
+handle_sigterm()
+try:
+    from tasks.cli import main
+
+    code = main()
+except KeyboardInterrupt:  # while starting, before a command runs
+    code = interrupted_code()
+    print(f"interrupted while starting: nothing was done\nexit {code}: {EXIT_MEANINGS[code]}", file=sys.stderr)
 sys.stdout.flush()
 sys.stderr.flush()
 # Skip the interpreter's teardown (about 0.1 s with boto3 and moto loaded): every file is written and closed by now.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +18,9 @@ from tasks import aws, config_upload, verify
 from tasks.checks import CheckResult, Expectations, load_expectations
 from tasks.contexts import Context, ContextStore
 from tasks.errors import StepFailed, UsageError
-from tasks.files import read_json, write_atomic
+from tasks.files import parse_json, read_json, write_atomic
 from tasks.runs import RunRecorder, new_record, recorded_run
+from tasks.secrets import redact, secret_forms
 from tasks.settings import STEPS, Settings
 from tasks.workflow import Invocation, OutputCheck, Runner, RunRecord, StepResult
 
@@ -45,9 +45,11 @@ def parse_payload(text: str | None, client_id: str | None) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UsageError(f"--payload is not JSON ({err.msg}): give an object, e.g. '{{\"period_days\": 7}}'") from err
+        payload = parse_json(text)
+    except ValueError as err:
+        raise UsageError(
+            f"--payload is not JSON ({getattr(err, 'msg', err)}): give an object, e.g. '{{\"period_days\": 7}}'"
+        ) from err
     if not isinstance(payload, dict):
         raise UsageError("--payload must be a JSON object, e.g. '{\"period_days\": 7}'")
     if "client_id" in payload and payload["client_id"] != client_id:
@@ -264,7 +266,8 @@ class AwsE2E:
             text = fetch_log(self.clients, step.function_name, step.request_id, datetime.fromisoformat(step.started_at))
             if text:
                 folder.mkdir(parents=True, exist_ok=True)
-                write_atomic(folder / f"{step.step}.log", text.encode("utf-8"))
+                masked = redact(text, secret_forms(self.settings.secrets))
+                write_atomic(folder / f"{step.step}.log", masked.encode("utf-8"))
 
 
 def fetch_log(factory: aws.ClientFactory, function: str, request_id: str, since: datetime) -> str | None:

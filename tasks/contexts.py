@@ -19,7 +19,7 @@ from typing import Any
 
 from tasks import client_config
 from tasks.checks import EXPECT_FILE
-from tasks.errors import UsageError
+from tasks.errors import ConfigError, UsageError
 from tasks.files import file_lock, read_json, write_atomic, write_json
 
 SCHEMA_VERSION = 1
@@ -123,6 +123,60 @@ class Context:
         )
 
 
+@dataclass(frozen=True)
+class BrokenContext:
+    """A context folder that cannot be used, and why (a listing shows it and goes on)."""
+
+    client_id: str
+    path: Path
+    problem: str
+
+
+# Each key of a context.json record: its type(s) and how to say it.
+RECORD_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "client_id": (str, "a string"),
+    "template": (str, "a string"),
+    "purpose": (str, "a string"),
+    "created_at": (str, "a string"),
+    "status": (str, "a string"),
+    "config_sha256": (str, "a string"),
+    "local": ((dict, type(None)), "an object or null"),
+    "envs": (dict, "an object"),
+    "runs": (list, "a list"),
+}
+RUN_SUMMARY_KEYS = ("run_id", "env", "status")
+
+
+def record_problem(path: Path, record: Any) -> str | None:
+    """What is wrong with a context.json's record for the folder at path, or None."""
+    if not isinstance(record, dict):
+        return f"is not a JSON object but {type(record).__name__}"
+    for key, (kind, said) in RECORD_TYPES.items():
+        if key not in record:
+            return f"lacks the key {key!r}"
+        if not isinstance(record[key], kind):
+            return f"{key!r} should be {said}, not {type(record[key]).__name__}"
+    if record["client_id"] != path.name:
+        return f"names client_id {record['client_id']!r}, not its folder's {path.name!r}"
+    for run in record["runs"]:
+        if not isinstance(run, dict) or not all(isinstance(run.get(k), str) for k in RUN_SUMMARY_KEYS):
+            return f"'runs' holds an entry without string {', '.join(RUN_SUMMARY_KEYS)}"
+    last_runs = [(record["local"] or {}).get("last_run")] + [
+        env.get("last_run") if isinstance(env, dict) else 0 for env in record["envs"].values()
+    ]
+    if not all(last is None or (isinstance(last, dict) and isinstance(last.get("status"), str)) for last in last_runs):
+        return "'local' or 'envs' holds a record whose last_run has no string status"
+    return None
+
+
+def folder_problem(root: Path, path: Path) -> str | None:
+    """Why the folder at path is not a real context folder inside root (a symlink leads elsewhere), or None."""
+    for item in (path, path / CONTEXT_FILE, path / "runs"):
+        if item.is_symlink():
+            return f"{item} is a symlink (to {os.readlink(item)}): a context folder must be a real folder inside {root}"
+    return None
+
+
 class ContextStore:
     """Creates, loads, lists and updates contexts under one folder; safe under concurrent processes."""
 
@@ -215,27 +269,50 @@ class ContextStore:
         return (self.path(client_id) / CONTEXT_FILE).is_file()
 
     def load(self, client_id: str) -> Context:
+        """The context named client_id; exit 2 naming the file when it is broken."""
         path = self.path(client_id)
-        try:
-            return Context.from_record(path, read_json(path / CONTEXT_FILE))
-        except FileNotFoundError as err:
+        if not os.path.lexists(path / CONTEXT_FILE) and not path.is_symlink():
             raise UsageError(
                 f"no context {client_id} in {self.root}: `make contexts` lists them, `make context` creates one"
-            ) from err
+            )
+        return Context.from_record(path, self._record(path))
+
+    def _check_folder(self, path: Path) -> None:
+        problem = folder_problem(self.root, path)
+        if problem:
+            raise ConfigError(problem)
+
+    def _record(self, path: Path) -> dict[str, Any]:
+        """The folder's context.json record, checked; a ConfigError naming the file and what is wrong otherwise."""
+        self._check_folder(path)
+        record = read_json(path / CONTEXT_FILE)
+        problem = record_problem(path, record)
+        if problem:
+            raise ConfigError(f"{path / CONTEXT_FILE}: {problem}; fix or remove the context folder")
+        return record
+
+    def scan(self) -> list[Context | BrokenContext]:
+        """Every complete context, and every broken one with its problem, ordered by template then version."""
+        found: list[Context | BrokenContext] = []
+        for entry in os.scandir(self.root) if self.root.is_dir() else ():
+            path = Path(entry.path)
+            if CLIENT_ID.match(entry.name) and (entry.is_symlink() or os.path.lexists(path / CONTEXT_FILE)):
+                try:
+                    found.append(Context.from_record(path, self._record(path)))
+                except ConfigError as err:
+                    found.append(BrokenContext(entry.name, path, str(err)))
+        return sorted(found, key=lambda c: split_client_id(c.client_id))
 
     def list(self) -> list[Context]:
-        """Every complete context, ordered by template then version."""
-        contexts = []
-        for entry in os.scandir(self.root) if self.root.is_dir() else ():
-            if CLIENT_ID.match(entry.name) and os.path.isfile(os.path.join(entry.path, CONTEXT_FILE)):
-                contexts.append(Context.from_record(Path(entry.path), read_json(Path(entry.path) / CONTEXT_FILE)))
-        return sorted(contexts, key=lambda c: split_client_id(c.client_id))
+        """Every complete context that is not broken, ordered by template then version."""
+        return [c for c in self.scan() if isinstance(c, Context)]
 
     def update(self, client_id: str, change: Callable[[dict[str, Any]], None]) -> Context:
         """Apply change to the context's record under its lock and write it back atomically."""
         path = self.path(client_id)
+        self._check_folder(path)
         with file_lock(path / ".context.lock"):
-            record = read_json(path / CONTEXT_FILE)
+            record = self._record(path)
             change(record)
             write_json(path / CONTEXT_FILE, record)
         return Context.from_record(path, record)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
 EXIT_UNKNOWN = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 EXIT_MEANINGS = {
     EXIT_PASSED: "passed",
@@ -16,6 +19,7 @@ EXIT_MEANINGS = {
     EXIT_ENVIRONMENT: "environment, credentials or busy",
     EXIT_UNKNOWN: "outcome unknown",
     EXIT_INTERRUPTED: "interrupted",
+    EXIT_TERMINATED: "terminated (SIGTERM)",
 }
 
 
@@ -63,3 +67,21 @@ class OutcomeUnknown(ToolkitError):
     """The request was sent but no answer came back: the function may have run."""
 
     exit_code = EXIT_UNKNOWN
+
+
+OS_HINTS = {
+    errno.ENOSPC: "free some space, then run again",
+    errno.EDQUOT: "free some space, then run again",
+    errno.EACCES: "check the folder's permissions",
+    errno.EPERM: "check the folder's permissions",
+    errno.EROFS: "the file system is read-only; use a writable folder (CONTEXTS_DIR)",
+}
+
+
+def as_toolkit_error(err: ToolkitError | OSError) -> ToolkitError:
+    """err itself, or an OSError of the machine (no space left, a folder not writable) as one line saying what to do."""
+    if isinstance(err, ToolkitError):
+        return err
+    where = f": {err.filename}" if err.filename else ""
+    hint = OS_HINTS.get(err.errno or 0, "check the machine")
+    return EnvironmentProblem(f"{err.strerror or err}{where}; {hint}")

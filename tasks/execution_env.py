@@ -19,17 +19,47 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tasks.files import file_lock, lock_held
+
 LAUNCHER = Path(__file__).with_name("lambda_launcher.py")
 RUNTIME_PREFIX = "/2018-06-01/runtime"
-TEMP_PREFIX = "vectora-lambda-"
+TEMP_PREFIX = "vectora-lambda-"  # an environment's folder in the temp folder, locked while in use
+IN_USE = ".in-use"
 MEMORY_POLL_S = 0.02
 FLUSH_WAIT_S = 0.5
 PLATFORM_ERRORS = ("Sandbox.Timedout", "Runtime.OutOfMemory", "Runtime.ExitError")
+
+
+@contextlib.contextmanager
+def environment_folder() -> Iterator[Path]:
+    """A private temp folder holding a lock while in use, so that the next start removes it if its process died.
+
+    It is created under another name and renamed once locked: a cleaner never sees it unlocked while in use.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{TEMP_PREFIX}"))
+    with file_lock(staging / IN_USE):
+        folder = staging.with_name(staging.name[1:])
+        staging.rename(folder)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_orphan_folders(tmp: Path) -> None:
+    """Remove the environment folders of a runtime killed before it could (kill -9): their lock is free."""
+    for entry in os.scandir(tmp):
+        if entry.name.startswith(TEMP_PREFIX) and entry.is_dir(follow_symlinks=False):
+            lock = Path(entry.path) / IN_USE
+            with contextlib.suppress(OSError):  # another user's folder, or gone meanwhile
+                if lock.is_file() and not lock_held(lock):  # no lock file: not ours (an older version's), left alone
+                    shutil.rmtree(entry.path)
 
 
 class _RuntimeApiServer(ThreadingHTTPServer):
@@ -109,9 +139,8 @@ class ExecutionEnvironment:
         self._spawned_at = 0.0
         self._init_ms: float | None = None
         self._init_reported = False
-        self._folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
-        (self._folder / "pid").write_text(str(os.getpid()))  # whose it is, for remove_stale_folders()
-        self._log_path = self._folder / "output.log"
+        self._resources = contextlib.ExitStack()
+        self._log_path = self._resources.enter_context(environment_folder()) / "output.log"
         self._server = _RuntimeApiServer(("127.0.0.1", 0), self._handler())
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -209,9 +238,13 @@ class ExecutionEnvironment:
         return json.loads(error[0])["errorMessage"] + "\n"
 
     def _read_log(self, offset: int) -> str:
-        with self._log_path.open("rb") as log:
-            log.seek(offset)
-            return log.read().decode("utf-8", "replace")
+        """What the process wrote from offset on ("" once the environment was ended under the invocation)."""
+        try:
+            with self._log_path.open("rb") as log:
+                log.seek(offset)
+                return log.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
 
     def _stop_process(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -226,7 +259,7 @@ class ExecutionEnvironment:
             self._state.notify_all()
         self._server.shutdown()
         self._server.server_close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._resources.close()
 
     # --- the Runtime API, called from the server's threads ---
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import Busy
+from tasks.errors import Busy, ConfigError
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -34,9 +34,25 @@ def write_json(path: Path, document: Any) -> None:
     write_atomic(path, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed: strict JSON parsers reject it")
+
+
+def parse_json(text: str) -> Any:
+    """Strict JSON: NaN and Infinity refused; nesting too deep for the parser is a ValueError, not a RecursionError."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError as err:
+        raise ValueError("nested too deeply") from err
+
+
 def read_json(path: Path) -> Any:
-    with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
+    """A JSON file's document; a file that is not JSON (truncated, not UTF-8) is a ConfigError naming it."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except (ValueError, RecursionError) as err:
+        raise ConfigError(f"{path}: not JSON ({err}); fix or remove it") from err
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import socket
+import tempfile
 import threading
 import time
 import urllib.request
@@ -25,7 +26,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from tasks.aws import aws_errors
 from tasks.errors import EnvironmentProblem
-from tasks.local_lambda import LocalFunction, LocalLambdaRuntime, Throttled, remove_stale_folders
+from tasks.execution_env import remove_orphan_folders
+from tasks.local_lambda import LocalFunction, LocalLambdaRuntime, Throttled
 from tasks.local_services import Services
 from tasks.settings import Settings
 
@@ -193,7 +195,7 @@ class EmbeddedAws:
 
     def start(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        remove_stale_folders()
+        remove_orphan_folders(Path(tempfile.gettempdir()))
         moto_app = DomainDispatcherApplication(create_backend_app)
         # Bind the socket ourselves: werkzeug would print and sys.exit() on a port in use.
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

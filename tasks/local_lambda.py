@@ -9,14 +9,11 @@ the deployed ones: timeout, memory size, and variables from a SAM-style env-vars
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import math
 import platform
 import re
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -27,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import ConfigError
-from tasks.execution_env import TEMP_PREFIX, ExecutionEnvironment, FunctionSpec, memory_kb
+from tasks.execution_env import ExecutionEnvironment, FunctionSpec
 from tasks.function_envs import FunctionEnvironments
 from tasks.local_services import function_environment
 from tasks.settings import STEPS, HandlerSpec, Settings
@@ -96,19 +93,6 @@ def load_env_vars(path: Path | None) -> dict[str, dict[str, str]]:
     ):
         raise ConfigError(f'{path}: expected {{"Parameters": {{"NAME": "value"}}, "<function>": {{...}}}}')
     return {scope: {name: str(value) for name, value in block.items()} for scope, block in document.items()}
-
-
-def remove_stale_folders() -> int:
-    """Remove environment folders left in the temp directory by a runtime killed with -9; return how many."""
-    removed = 0
-    for folder in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
-        owner = folder / "pid"
-        with contextlib.suppress(OSError, ValueError):
-            if owner.is_file() and memory_kb(int(owner.read_text()), "VmRSS") is not None:
-                continue  # still in use by a live runtime
-            shutil.rmtree(folder)
-            removed += 1
-    return removed
 
 
 class LocalLambdaRuntime:

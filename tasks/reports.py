@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from tasks.aws import aws_errors
-from tasks.contexts import Context, ContextStore
-from tasks.errors import UsageError
+from tasks.contexts import BrokenContext, Context, ContextStore
+from tasks.errors import ConfigError, UsageError
 from tasks.files import read_json
 from tasks.report import ContextRow
 from tasks.runs import RunFolder, write_reports
@@ -23,12 +23,32 @@ if TYPE_CHECKING:
 
 PUBLISHED_PREFIX = "e2e-runs"
 PUBLISHED_FILES = ("run.json", "report.md")
+RUN_KEYS = ("run_id", "client_id", "env", "status", "started_at")
+
+
+def _run_problem(document: Any) -> str | None:
+    """What makes a run.json's document not a run record, or None."""
+    if not isinstance(document, dict) or not all(isinstance(document.get(k), str) for k in RUN_KEYS):
+        return f"not a run record (needs string {', '.join(RUN_KEYS)})"
+    parts = [document.get(key) or [] for key in ("steps", "outputs")]
+    if not all(isinstance(part, list) and all(isinstance(item, dict) for item in part) for part in parts):
+        return "its steps and outputs should be lists of objects"
+    return None
 
 
 def load_run(context: Context, run_id: str) -> RunRecord | None:
-    """A run of context from its run.json, or None when its folder is gone (deleted by hand)."""
+    """A run of context from its run.json, or None when its folder is gone (deleted by hand).
+
+    A run.json that is not JSON or not a run record is a ConfigError naming the file.
+    """
     path = RunFolder(context.runs_dir / run_id).run_json
-    return RunRecord.from_json(read_json(path)) if path.is_file() else None
+    if not path.is_file():
+        return None
+    document = read_json(path)
+    problem = _run_problem(document)
+    if problem:
+        raise ConfigError(f"{path}: {problem}; remove the run folder or render another run (--run-id)")
+    return RunRecord.from_json(document)
 
 
 def latest_run(context: Context, env: str | None = None) -> RunRecord | None:
@@ -41,15 +61,17 @@ def latest_run(context: Context, env: str | None = None) -> RunRecord | None:
     return None
 
 
-def rerender(context: Context, run_id: str | None = None) -> tuple[RunRecord, list[Path]]:
-    """Render again the reports of one run (the latest by default) from its run.json."""
+def rerender(
+    context: Context, run_id: str | None = None, secrets: tuple[str, ...] = ()
+) -> tuple[RunRecord, list[Path]]:
+    """Render again the reports of one run (the latest by default) from its run.json, masking secrets."""
     record = load_run(context, run_id) if run_id else latest_run(context)
     if record is None:
         which = f"run {run_id}" if run_id else "run"
         raise UsageError(
             f"{context.client_id} has no {which} with a run.json (deleted by hand?): `make contexts` shows its runs"
         )
-    return record, write_reports(RunFolder(context.runs_dir / record.run_id), record, context)
+    return record, write_reports(RunFolder(context.runs_dir / record.run_id), record, context, secrets)
 
 
 def _newest(records: list[RunRecord | None]) -> RunRecord | None:
@@ -57,18 +79,29 @@ def _newest(records: list[RunRecord | None]) -> RunRecord | None:
     return max(known, key=lambda r: r.started_at) if known else None
 
 
+def _broken_row(client_id: str, problem: str) -> ContextRow:
+    return ContextRow(client_id, f"broken: {problem}", "broken", {}, None)
+
+
+def _row(context: Context | BrokenContext, published: Sequence[RunRecord]) -> ContextRow:
+    """A context's summary row; a broken context, or one whose latest run.json is broken, shows as broken."""
+    if isinstance(context, BrokenContext):
+        return _broken_row(context.client_id, context.problem)
+    try:
+        local = latest_run(context)
+    except ConfigError as err:
+        return _broken_row(context.client_id, str(err))
+    records = {"local": (context.local or {}).get("last_run")} | {
+        env: r.get("last_run") for env, r in context.envs.items()
+    }
+    envs = {env: last["status"] for env, last in records.items() if last}
+    theirs = [r for r in published if r.client_id == context.client_id]
+    return ContextRow(context.client_id, context.purpose, context.status, envs, _newest([local, *theirs]))
+
+
 def summary(store: ContextStore, published: Sequence[RunRecord] = ()) -> list[ContextRow]:
     """One row per context (local, or known only from published runs): status per env and its latest run."""
-    rows = []
-    for context in store.list():
-        envs = {"local": context.local["last_run"]["status"]} if context.local else {}
-        envs |= {env: r["last_run"]["status"] for env, r in context.envs.items() if r.get("last_run")}
-        theirs = [r for r in published if r.client_id == context.client_id]
-        rows.append(
-            ContextRow(
-                context.client_id, context.purpose, context.status, envs, _newest([latest_run(context), *theirs])
-            )
-        )
+    rows = [_row(context, published) for context in store.scan()]
     local_ids = {row.client_id for row in rows}
     for client_id in sorted({r.client_id for r in published} - local_ids):
         last = _newest([r for r in published if r.client_id == client_id])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -11,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from tasks.contexts import Context, ContextStore
-from tasks.errors import EXIT_INTERRUPTED, ToolkitError
+from tasks.errors import EXIT_MEANINGS, ToolkitError, as_toolkit_error
 from tasks.files import run_lock, write_atomic, write_json
 from tasks.junit import render_junit
 from tasks.report import About, render_markdown
 from tasks.report_html import render_html
-from tasks.secrets import redact
+from tasks.secrets import mask, redact, secret_forms
+from tasks.signals import interrupted_code
 from tasks.workflow import RunRecord
 from tasks.workflow_log import render_workflow_log
 
@@ -57,18 +57,26 @@ class RunFolder:
         return {p.stem: p for p in sorted(self.logs.glob("*.log"))}
 
 
-def write_reports(folder: RunFolder, record: RunRecord, context: Context) -> list[Path]:
-    """Render report.md, report.html, junit.xml and workflow.log from the record; return their paths."""
+def write_reports(folder: RunFolder, record: RunRecord, context: Context, secrets: tuple[str, ...] = ()) -> list[Path]:
+    """Render report.md, report.html, junit.xml and workflow.log from the record; return their paths.
+
+    The record comes masked; the saved logs and the purpose are masked here, and so is what each renderer made of them.
+    """
+    forms = secret_forms(secrets)
     logs = folder.full_logs()
-    about = About(context.purpose, context.template, tuple((step, str(path)) for step, path in logs.items()))
+    about = About(
+        redact(context.purpose, forms), context.template, tuple((step, str(path)) for step, path in logs.items())
+    )
     rendered = {
         "report.md": render_markdown(record, about),
         "report.html": render_html(record, about),
         "junit.xml": render_junit(record),
-        "workflow.log": render_workflow_log(record, {s: p.read_text(errors="replace") for s, p in logs.items()}),
+        "workflow.log": render_workflow_log(
+            record, {s: redact(p.read_text(errors="replace"), forms) for s, p in logs.items()}
+        ),
     }
     for name, text in rendered.items():
-        write_atomic(folder.path / name, text.encode("utf-8"))
+        write_atomic(folder.path / name, redact(text, forms).encode("utf-8"))
     return [folder.path / name for name in rendered]
 
 
@@ -95,7 +103,7 @@ class RunRecorder:
 
     def _masked(self, record: RunRecord) -> RunRecord:
         """The record with every secret value masked (in errors, bodies, log tails...), as it is written."""
-        return RunRecord.from_json(json.loads(redact(json.dumps(record.to_json()), self.secrets)))
+        return RunRecord.from_json(mask(record.to_json(), secret_forms(self.secrets)))
 
     def start(self, record: RunRecord) -> None:
         """Create the folder and record the run as running."""
@@ -109,7 +117,7 @@ class RunRecorder:
         record = self._masked(record)
         self.folder.path.mkdir(parents=True, exist_ok=True)
         write_json(self.folder.run_json, record.to_json())
-        write_reports(self.folder, record, self.context)
+        write_reports(self.folder, record, self.context, self.secrets)
         self._record_in_context(record)
 
     def _record_in_context(self, record: RunRecord) -> None:
@@ -168,18 +176,22 @@ def recorded_run(
         recorder.start(record)
         try:
             record = body(record, recorder)
+            if record.status == "interrupted":  # the runner caught it: say whether it was Ctrl-C or SIGTERM
+                record = replace(record, exit_code=interrupted_code())
         except KeyboardInterrupt:
+            code = interrupted_code()
             record = replace(
-                record,
-                status="interrupted",
-                finished_at=clock().isoformat(),
-                error="interrupted",
-                exit_code=EXIT_INTERRUPTED,
+                record, status="interrupted", finished_at=clock().isoformat(), error=EXIT_MEANINGS[code], exit_code=code
             )
             raise
-        except ToolkitError as err:
+        except (ToolkitError, OSError) as err:
+            problem = as_toolkit_error(err)
             record = replace(
-                record, status="failed", finished_at=clock().isoformat(), error=str(err), exit_code=err.exit_code
+                record,
+                status="failed",
+                finished_at=clock().isoformat(),
+                error=str(problem),
+                exit_code=problem.exit_code,
             )
         finally:
             recorder.finish(record)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from collections.abc import Collection, Iterable, Mapping
-from typing import TextIO
+from typing import Any, TextIO
 
 SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
 MIN_LENGTH = 8  # shorter values (dummy keys such as "local") would mask ordinary words
@@ -22,10 +24,31 @@ def secret_values(sources: Iterable[Mapping[str, str]], not_secret: Collection[s
     return tuple(sorted(found, key=len, reverse=True))
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
+def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Each secret in every form text can hold it: raw, JSON-escaped (ASCII or not), HTML/XML-escaped; longest first."""
+    forms: set[str] = set()
     for secret in secrets:
-        text = text.replace(secret, MASK)
+        for text in (secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]):
+            forms |= {text, html.escape(text), html.escape(text, quote=False)}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def redact(text: str, forms: Iterable[str]) -> str:
+    """text with every form of a secret masked (forms from secret_forms)."""
+    for form in forms:
+        text = text.replace(form, MASK)
     return text
+
+
+def mask(document: Any, forms: tuple[str, ...]) -> Any:
+    """document (dicts, lists, strings, numbers) with every string masked, before anything serializes it."""
+    if isinstance(document, str):
+        return redact(document, forms)
+    if isinstance(document, dict):
+        return {mask(key, forms): mask(value, forms) for key, value in document.items()}
+    if isinstance(document, list | tuple):
+        return [mask(item, forms) for item in document]
+    return document
 
 
 class RedactingStream:
@@ -33,7 +56,7 @@ class RedactingStream:
 
     def __init__(self, stream: TextIO, secrets: tuple[str, ...]) -> None:
         self._stream = stream
-        self._secrets = secrets
+        self._secrets = secret_forms(secrets)
 
     def write(self, text: str) -> int:
         return self._stream.write(redact(text, self._secrets))

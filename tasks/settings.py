@@ -5,10 +5,12 @@ It also resolves an env (local, dev, stage, prod) into function names, bucket na
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
@@ -21,6 +23,8 @@ STEPS = ("ingest", "normalize-score", "newsletter")
 DEFAULT_PROFILE = "rag-lai-prod"
 # What each function has when deployed (DESIGN section 3): timeout in seconds, memory size in MB.
 DEPLOYED = {"ingest": (900.0, 512), "normalize-score": (900.0, 1024), "newsletter": (900.0, 1024)}
+MAX_PORT = 65535
+DOTENV_VARIABLE = "VECTORA_DOTENV"  # another .env to read instead of the repository's (tests: none)
 # boto3 service name -> the suffix of its AWS_ENDPOINT_URL_<SERVICE> variable.
 SERVICES = {"s3": "S3", "lambda": "LAMBDA", "logs": "CLOUDWATCH_LOGS"}
 # What a local handler's calls beyond the embedded S3 may do, per service (LOCAL_SERVICES): "bedrock", "http" (the
@@ -165,11 +169,15 @@ def read_dotenv(path: Path) -> dict[str, str]:
     """Read a .env file; a line python-dotenv cannot parse is an error naming file and line."""
     if not path.is_file():
         return {}
-    with path.open(encoding="utf-8") as stream:
-        for binding in parse_stream(stream):
-            if binding.error:
-                raise ConfigError(f"{path}:{binding.original.line}: this line is not KEY=value; fix or remove it")
-    return {key: value or "" for key, value in dotenv_values(path).items()}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text ({err.reason}); save the file as UTF-8") from err
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise ConfigError(f"{path}:{binding.original.line}: this line is not KEY=value; fix or remove it")
+    return {key: value or "" for key, value in dotenv_values(stream=io.StringIO(text)).items()}
 
 
 def _handler_spec(root: Path, variable: str, value: str) -> HandlerSpec:
@@ -234,8 +242,23 @@ def service_modes(value: str) -> dict[str, str]:
     return modes
 
 
-def _port_error(merged: Mapping[str, str]) -> int:
-    raise ConfigError(f"LOCAL_AWS_PORT={merged['LOCAL_AWS_PORT']!r}: expected a port number (0 picks a free one)")
+def parse_port(text: str, what: str = "LOCAL_AWS_PORT") -> int:
+    """A TCP port, 0 to 65535 (0 picks a free one), else a UsageError naming what."""
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_PORT:
+        raise UsageError(f"{what}={text!r}: expected a port number from 0 to {MAX_PORT} (0 picks a free one)")
+    return int(text)
+
+
+def _endpoint(variable: str, value: str) -> str:
+    """A custom endpoint, checked to be an http(s) URL with a host (boto3 would fail with a traceback)."""
+    try:
+        url = urlsplit(value)
+        valid = url.scheme in ("http", "https") and bool(url.hostname) and (url.port or 0) >= 0
+    except ValueError:  # a port out of range
+        valid = False
+    if not valid:
+        raise UsageError(f"{variable}={value!r}: expected a URL such as http://127.0.0.1:4566")
+    return value
 
 
 def _profile(chosen: str, environ: Mapping[str, str]) -> str | None:
@@ -257,7 +280,7 @@ def load_settings(
     flags uses the variable names of DEFAULTS (e.g. {"VECTORA_ENV": "stage"}); None values are ignored.
     """
     environ = os.environ if environ is None else environ
-    dotenv = read_dotenv(root / ".env")
+    dotenv = read_dotenv(Path(environ.get(DOTENV_VARIABLE) or root / ".env"))
     merged: dict[str, str] = dict(DEFAULTS)
     merged.update({k: v for k, v in dotenv.items() if k in DEFAULTS})
     merged.update({k: v for k, v in environ.items() if k in DEFAULTS})
@@ -283,12 +306,12 @@ def load_settings(
         secrets=secret_values([dotenv, environ], not_secret=DEFAULTS),
         allocation_envs=tuple(validate_env(e.strip()) for e in merged["ALLOCATION_ENVS"].split(",") if e.strip()),
         endpoints={
-            service: merged[variable]
+            service: _endpoint(variable, merged[variable])
             for service, variable in [("*", "AWS_ENDPOINT_URL")]
             + [(s, f"AWS_ENDPOINT_URL_{suffix}") for s, suffix in SERVICES.items()]
             if merged[variable]
         },
-        local_aws_port=int(merged["LOCAL_AWS_PORT"]) if merged["LOCAL_AWS_PORT"].isdigit() else _port_error(merged),
+        local_aws_port=parse_port(merged["LOCAL_AWS_PORT"]),
         local_lambda_timeout=_optional_number("LOCAL_LAMBDA_TIMEOUT", merged["LOCAL_LAMBDA_TIMEOUT"]),
         local_lambda_memory_mb=_optional_int("LOCAL_LAMBDA_MEMORY", merged["LOCAL_LAMBDA_MEMORY"]),
         local_env_vars=_existing_file(root, merged["LOCAL_ENV_VARS"]),

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from tasks.local_aws import EmbeddedAws
 from tasks.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "tests" / "fixtures" / "vectora-inbox"
+FIXTURES = REPO / "tests" / "fixtures"
 SAFE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -27,17 +28,22 @@ SAFE_ENV = {
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     "AWS_DEFAULT_REGION": "eu-west-3",
+    "VECTORA_DOTENV": os.devnull,  # never the developer's .env
 }
 
 
 @pytest.fixture(autouse=True)
-def no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dummy credentials and no profile or endpoint of the developer's leak into a test."""
+def no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Dummy credentials; no profile, endpoint, .env or HOME of the developer's reaches a test or its children."""
     for name in list(os.environ):
-        if name.startswith("AWS_") or name in ("VECTORA_ENV", "CONTEXTS_DIR") or name.startswith("LOCAL_"):
+        if name.startswith(("AWS_", "LOCAL_", "XDG_")) or name in ("VECTORA_ENV", "CONTEXTS_DIR"):
             monkeypatch.delenv(name)
     for name, value in SAFE_ENV.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    temp = tmp_path_factory.mktemp("temp")  # temp files too: private, and out of reach of other processes' cleaners
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
 
 
 def safe_environ(**extra: str) -> dict[str, str]:
@@ -59,6 +65,45 @@ def run_tasks(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     )
 
 
+SKIP = {".venv", ".lambda-envs", ".nox", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", ".env"}
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the working tree without generated contexts, its .venv a link to ours."""
+    target = tmp_path_factory.mktemp("clone") / "repo"
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n in SKIP}
+        if Path(folder) == REPO / "contexts":
+            skipped |= {n for n in names if n != "templates"}
+        return skipped
+
+    shutil.copytree(REPO, target, ignore=ignore)
+    (target / ".venv").symlink_to(REPO / ".venv")
+    (REPO / ".lambda-envs").mkdir(exist_ok=True)  # function environments are cached by content: share them
+    (target / ".lambda-envs").symlink_to(REPO / ".lambda-envs")
+    return target
+
+
+MAKE = ("make", "--no-print-directory")
+
+
+def make_environ(**variables: str) -> dict[str, str]:
+    """The environment of a `make` run: safe, plus variables (as if exported in the shell); the clone's .env counts."""
+    environ = safe_environ(**variables)
+    for name in ("MAKEFLAGS", "MAKELEVEL", "VECTORA_DOTENV"):
+        environ.pop(name, None)
+    return environ
+
+
+def make(clone: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """The real `make ARGS` in clone (ARGS may set make variables: `CLIENT_ID=...`)."""
+    return subprocess.run(
+        [*MAKE, *args], cwd=clone, capture_output=True, text=True, env=make_environ(**variables), timeout=300
+    )
+
+
 @pytest.fixture
 def contexts_dir(tmp_path: Path) -> Path:
     """An empty contexts folder holding the committed templates."""
@@ -69,7 +114,11 @@ def contexts_dir(tmp_path: Path) -> Path:
 
 def settings_for(contexts_dir: Path, **variables: str) -> Settings:
     """Settings for the repository's code with contexts in contexts_dir and the given variables."""
-    return load_settings(REPO, {"VECTORA_ENV": "local", "CONTEXTS_DIR": str(contexts_dir), **variables}, environ={})
+    return load_settings(
+        REPO,
+        {"VECTORA_ENV": "local", "CONTEXTS_DIR": str(contexts_dir), **variables},
+        environ={"VECTORA_DOTENV": os.devnull},
+    )
 
 
 @pytest.fixture
@@ -91,12 +140,13 @@ def embedded(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def slow_handler(tmp_path: Path) -> Path:
-    """A handler folder whose handler writes its pid to `pid` beside it, then sleeps for a minute."""
+    """A handler folder whose handler writes its runner's pid to `runner` and its own to `pid`, then sleeps a minute."""
     folder = tmp_path / "slow"
     folder.mkdir()
     (folder / "handler.py").write_text(
         "import os, time, pathlib\n"
         "def lambda_handler(event, context):\n"
+        "    pathlib.Path(__file__).with_name('runner').write_text(str(os.getppid()))\n"
         "    pathlib.Path(__file__).with_name('pid').write_text(str(os.getpid()))\n"
         "    time.sleep(60)\n"
     )

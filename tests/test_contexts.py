@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tasks.contexts import ContextStore, validate_client_id
+from tasks.contexts import BrokenContext, ContextStore, validate_client_id
 from tasks.errors import ConfigError, UsageError
 from tests.conftest import REPO, run_tasks, safe_environ
 
@@ -148,3 +151,25 @@ def test_sixteen_concurrent_creations_get_sixteen_distinct_ids(contexts_dir: Pat
     assert all(child.returncode == 0 for child in children)
     assert sorted(ids) == sorted(f"lai_weekly_v{n}" for n in range(1, 17))
     assert len(ContextStore(contexts_dir).list()) == 16
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda record: [], "is not a JSON object but list"),
+        (lambda record: {k: v for k, v in record.items() if k != "template"}, "lacks the key 'template'"),
+        (lambda record: record | {"runs": {"a": 1}}, "'runs' should be a list, not dict"),
+        (lambda record: record | {"runs": [{"run_id": 1}]}, "'runs' holds an entry without string"),
+        (lambda record: record | {"local": {"last_run": []}}, "'local' or 'envs' holds a record whose last_run"),
+        (lambda record: record | {"client_id": "lai_weekly_v9"}, "names client_id 'lai_weekly_v9'"),
+    ],
+)
+def test_a_broken_record_is_named_refused_and_listed_as_broken(store: ContextStore, change: Any, problem: str) -> None:
+    context = store.create("lai_weekly", "to break", datetime.now(UTC))
+    path = context.path / "context.json"
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    for action in (lambda: store.load(context.client_id), lambda: store.update(context.client_id, lambda r: None)):
+        with pytest.raises(ConfigError, match=re.escape(f"{path}: {problem}")):
+            action()
+    [broken] = store.scan()
+    assert isinstance(broken, BrokenContext) and problem in broken.problem and store.list() == []

@@ -3,51 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import REPO, safe_environ
-
-SKIP = {".venv", ".lambda-envs", ".nox", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", ".env"}
-
-
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the working tree without generated contexts, its .venv a link to ours."""
-    target = tmp_path_factory.mktemp("clone") / "repo"
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        skipped = {n for n in names if n in SKIP}
-        if Path(folder) == REPO / "contexts":
-            skipped |= {n for n in names if n != "templates"}
-        return skipped
-
-    shutil.copytree(REPO, target, ignore=ignore)
-    (target / ".venv").symlink_to(REPO / ".venv")
-    (REPO / ".lambda-envs").mkdir(exist_ok=True)  # function environments are cached by content: share them
-    (target / ".lambda-envs").symlink_to(REPO / ".lambda-envs")
-    return target
-
-
-def make(clone: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    environ = safe_environ(**variables)
-    environ.pop("MAKEFLAGS", None)
-    environ.pop("MAKELEVEL", None)
-    return subprocess.run(
-        ["make", "--no-print-directory", *args], cwd=clone, capture_output=True, text=True, env=environ, timeout=300
-    )
+from tests.conftest import make, safe_environ
 
 
 def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
     result = make(
         clone,
         "local-e2e",
-        PURPOSE='check "quotes"\nand a second line',
+        'PURPOSE=check "quotes"\nand a second line',  # make variables count only on the command line
         GITHUB_STEP_SUMMARY=str(clone / "step-summary.md"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -91,7 +59,7 @@ def test_make_reports_the_exit_code_of_bad_input(clone: Path) -> None:
 
 
 def test_make_context_prints_a_new_client_id(clone: Path) -> None:
-    result = make(clone, "context", PURPOSE="alone")
+    result = make(clone, "context", "PURPOSE=alone")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("lai_weekly_v")
 
@@ -150,7 +118,7 @@ def test_promote_then_aws_e2e_against_make_local_aws(clone: Path) -> None:
 
 
 def test_make_report_summarizes_rerenders_and_compares(clone: Path) -> None:
-    assert make(clone, "local-e2e", PURPOSE="second context").returncode == 0
+    assert make(clone, "local-e2e", "PURPOSE=second context").returncode == 0
     summary = make(clone, "report")
     assert summary.returncode == 0, summary.stderr
     assert "| `lai_weekly_v1` |" in summary.stdout and "✅ PASSED" in summary.stdout

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import errno
+import html
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tasks import aws
+from tasks import aws, aws_e2e, verify
+from tasks.cli import main
 from tasks.contexts import ContextStore
 from tasks.errors import EnvironmentProblem
 from tasks.local_aws import EmbeddedAws, seed
 from tasks.promotion import ConfigFlows
+from tasks.secrets import mask, secret_forms
+from tasks.settings import load_settings
+from tasks.workflow import RunRecord, StepResult
 from tests.conftest import run_tasks, safe_environ, settings_for, start_and_wait_for_handler
 from tests.s3_outage import S3Outage
 
@@ -211,3 +220,77 @@ def test_a_second_run_of_the_same_context_refuses_while_the_first_runs(contexts_
         first.send_signal(2)
         first.wait(timeout=30)
     assert first.returncode == 130
+
+
+# Hostile input and faults (issue 11) met below `make`: the machine's own errors, masking, and test isolation.
+
+
+@pytest.fixture
+def in_process(contexts_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run `python -m tasks` in this process on contexts_dir (its output streams restored afterwards)."""
+    monkeypatch.setenv("CONTEXTS_DIR", str(contexts_dir))
+    monkeypatch.setattr(sys, "stdout", sys.stdout)
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    return contexts_dir
+
+
+def test_a_contexts_folder_that_is_not_writable_is_exit_3(
+    in_process: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(path: str, *args: object) -> None:  # what a read-only folder does (root would not see it with chmod)
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(os, "mkdir", refuse)
+    assert main(["context", "new"]) == 3
+    *_, error, exit_line = capsys.readouterr().err.strip().splitlines()
+    assert error.startswith(f"error: Permission denied: {in_process}/lai_weekly_v1; check the folder's permissions")
+    assert exit_line == "exit 3: environment, credentials or busy"
+
+
+def test_a_full_disk_during_a_run_is_exit_3_and_the_run_is_recorded_failed(
+    in_process: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def full(reader: object, checks: object, folder: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder))
+
+    monkeypatch.setattr(verify.OutputReader, "save", full)
+    assert main(["local-e2e"]) == 3
+    assert "No space left on device" in capsys.readouterr().err
+    run = ContextStore(in_process).load("lai_weekly_v1").runs[-1]
+    written = json.loads((in_process / "lai_weekly_v1" / "runs" / run["run_id"] / "run.json").read_text())
+    assert (run["status"], written["status"], written["exit_code"]) == ("failed", "failed", 3)
+
+
+def test_a_full_disk_for_the_step_summary_is_exit_3_not_a_traceback(contexts_dir: Path) -> None:
+    result = refused(safe_environ(CONTEXTS_DIR=str(contexts_dir), GITHUB_STEP_SUMMARY="/dev/full"), "local-e2e")
+    assert result.returncode == 3 and "No space left on device: /dev/full" in result.stderr
+
+
+def test_secrets_are_masked_in_every_form_before_serialization() -> None:
+    secret = 'q"b\\é<&>-canary'
+    forms = secret_forms([secret])
+    document = mask({"error": f"token {secret}", "tail": json.dumps(secret), secret: [html.escape(secret), 1]}, forms)
+    for text in (json.dumps(document), json.dumps(document, ensure_ascii=False), html.escape(json.dumps(document))):
+        assert "canary" not in text
+    assert document["error"] == "token ***" and document["***"][1] == 1
+
+
+def test_tests_read_no_developer_dotenv_or_home(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("this line is broken\n")
+    assert load_settings(tmp_path, environ=safe_environ()).env == "dev"  # the .env beside the code is not read
+    assert safe_environ()["VECTORA_DOTENV"] == os.devnull
+    assert Path(os.environ["HOME"]).is_relative_to(tmp_path.parents[1])
+    assert not any(name.startswith("XDG_") for name in os.environ)
+
+
+def test_saved_cloudwatch_logs_are_masked(contexts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = 'q"b\\é<&>-canary'
+    settings = replace(settings_for(contexts_dir), secrets=(secret,))
+    monkeypatch.setattr(aws_e2e, "fetch_log", lambda *args: f"raw {secret} json {json.dumps(secret)}\n")
+    factory = aws.ClientFactory.local(settings.region, "http://127.0.0.1:9")  # never called: fetch_log is replaced
+    flow = aws_e2e.AwsE2E(settings, ContextStore(contexts_dir), factory, lambda: datetime.now(UTC))
+    now = datetime.now(UTC).isoformat()
+    step = StepResult("ingest", "vectora-inbox-ingest-v2-dev", "failed", now, request_id="r-1")
+    record = RunRecord("r", "lai_weekly_v1", "dev", "AWS", None, "failed", now, now, None, {}, steps=(step,))
+    flow._save_failed_logs(record, tmp_path / "logs")
+    assert (tmp_path / "logs" / "ingest.log").read_text() == 'raw *** json "***"\n'

@@ -12,9 +12,10 @@ from tasks.cli.context_commands import context_list_command, context_new_command
 from tasks.cli.parser import build_parser
 from tasks.cli.report_commands import report_command
 from tasks.cli.run_commands import aws_e2e_command, local_aws_command, local_e2e_command
-from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError
+from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError, as_toolkit_error
 from tasks.secrets import RedactingStream
 from tasks.settings import load_settings
+from tasks.signals import interrupted_code
 
 
 def _mask_secrets_in_output() -> None:
@@ -49,14 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _mask_secrets_in_output()
     try:
         code = handler(args)
-    except ToolkitError as err:
+    except (ToolkitError, OSError) as err:
+        problem = as_toolkit_error(err)
         if args.debug:
             traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
-        code = err.exit_code
+        print(f"error: {problem}", file=sys.stderr)
+        code = problem.exit_code
     except KeyboardInterrupt:
-        print("interrupted: stopped waiting (a Lambda already invoked may still complete)", file=sys.stderr)
-        code = EXIT_INTERRUPTED
+        code = interrupted_code()
+        print(f"{EXIT_MEANINGS[code]}: stopped waiting (a Lambda already invoked may still complete)", file=sys.stderr)
+    if code == EXIT_INTERRUPTED:
+        code = interrupted_code()  # a step that caught the interruption reports 130, even after a SIGTERM
     if code != EXIT_PASSED:
         print(f"exit {code}: {EXIT_MEANINGS.get(code, 'failed')}", file=sys.stderr)
     return code

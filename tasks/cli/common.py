@@ -88,8 +88,11 @@ def finish_run(context: Context, record: RunRecord, prefix: str = "") -> int:
     print(f"{prefix}html: {os.path.relpath(folder / 'report.html')}", flush=True)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file and (folder / "report.md").is_file():
-        with open(summary_file, "a", encoding="utf-8") as handle:
-            handle.write((folder / "report.md").read_text(encoding="utf-8") + "\n")
+        try:
+            with open(summary_file, "a", encoding="utf-8") as handle:
+                handle.write((folder / "report.md").read_text(encoding="utf-8") + "\n")
+        except OSError as err:  # name the file: a failed write() does not
+            raise OSError(err.errno, err.strerror, summary_file) from err
     if record.status != "passed" and record.error:
         print(f"{prefix}error: {record.error}", file=sys.stderr, flush=True)
     return record.exit_code if record.exit_code is not None else EXIT_PASSED

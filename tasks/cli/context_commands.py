@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from tasks.cli.common import ROOT, client_factory, context_store
-from tasks.contexts import Context, default_purpose, utc_now
+from tasks.contexts import BrokenContext, Context, default_purpose, utc_now
 from tasks.errors import EXIT_PASSED
 from tasks.files import lock_held
 from tasks.settings import Settings, load_settings
@@ -42,7 +42,8 @@ def context_new_command(args: argparse.Namespace) -> int:
 
 
 def _one_line(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    """text on one line, control characters escaped (an ESC is shown as \\x1b, never sent to the terminal)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -56,18 +57,24 @@ def _run_text(context: Context, run: dict[str, Any] | None) -> str:
     return f"{where} {run['run_id']} {status}"
 
 
+def _row(context: Context | BrokenContext) -> str:
+    if isinstance(context, BrokenContext):
+        return f"{context.client_id:<22} {'broken':<12} {'-':<16} {'-':<42} {_one_line(context.problem, 200)}"
+    promoted = ",".join(env for env, record in sorted(context.envs.items()) if record.get("promotion")) or "-"
+    return (
+        f"{context.client_id:<22} {context.status:<12} {promoted:<16} {_run_text(context, context.last_run):<42} "
+        f"{_one_line(context.purpose, 60)}"
+    )
+
+
 def context_list_command(args: argparse.Namespace) -> int:
-    contexts = context_store().list()
+    contexts = context_store().scan()
     if not contexts:
         print("no contexts yet: `make context` or `make local-e2e` creates one")
         return EXIT_PASSED
     print(f"{'client_id':<22} {'status':<12} {'promoted':<16} {'last run':<42} purpose")
     for context in contexts:
-        promoted = ",".join(env for env, record in sorted(context.envs.items()) if record.get("promotion")) or "-"
-        print(
-            f"{context.client_id:<22} {context.status:<12} {promoted:<16} {_run_text(context, context.last_run):<42} "
-            f"{_one_line(context.purpose, 60)}"
-        )
+        print(_row(context))
     return EXIT_PASSED
 
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import NoReturn
 
-from tasks.errors import EXIT_MEANINGS, EXIT_USAGE
-from tasks.settings import STEPS
+from tasks.errors import EXIT_MEANINGS, EXIT_USAGE, UsageError
+from tasks.settings import STEPS, parse_port
 
 DEFAULT_TEMPLATE = "lai_weekly"
 
@@ -22,6 +22,13 @@ class ToolkitParser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+def _port(text: str) -> int:
+    try:
+        return parse_port(text, "--port")
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def _env_options(parser: argparse.ArgumentParser, client_required: bool = False) -> None:
     parser.add_argument("--client-id", required=client_required, default=None, help="the context's client_id")
     parser.add_argument("--env", default=None, help="dev, stage or prod (or local with a custom endpoint); default dev")
@@ -33,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ToolkitParser(
         prog="python -m tasks",
         description="Vectora Inbox E2E toolkit. Exit codes: 0 passed, 1 a step or check failed, 2 usage or bad input, "
-        "3 environment/credentials/busy, 4 outcome unknown, 130 interrupted.",
+        "3 environment/credentials/busy, 4 outcome unknown, 130 interrupted, 143 terminated (SIGTERM).",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -87,5 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", default=None, metavar="PATH", help="compare: write the HTML page here")
 
     local_aws = commands.add_parser("local-aws", help="serve the embedded AWS (S3 + Lambda) until Ctrl-C")
-    local_aws.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default LOCAL_AWS_PORT, 0: any)")
+    local_aws.add_argument(
+        "--port", type=_port, default=None, help="port on 127.0.0.1 (default LOCAL_AWS_PORT, 0: any)"
+    )
     return parser

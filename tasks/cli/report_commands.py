@@ -39,7 +39,7 @@ def report_command(args: argparse.Namespace) -> int:
         print(f"html: {os.path.relpath(html)}")
         return EXIT_PASSED
     if args.client_id is not None:
-        record, paths = reports.rerender(store.load(validate_client_id(args.client_id)), args.run_id)
+        record, paths = reports.rerender(store.load(validate_client_id(args.client_id)), args.run_id, settings.secrets)
         if args.json:
             print(json.dumps(record.to_json(), indent=2, ensure_ascii=False))
         else:
