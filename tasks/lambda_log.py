@@ -27,14 +27,24 @@ class LambdaReport:
     init_duration_ms: float | None = None
 
 
+LOG_TAIL_BYTES = 4096  # what Lambda returns of the log with LogType=Tail
+
+
 def decode_log_tail(log_result: str | None) -> str:
-    """The text of an Invoke answer's LogResult (base64), or '' when absent or garbled."""
+    """The text of an Invoke answer's LogResult (base64), or '' when absent or garbled.
+
+    Lambda sends the last 4 KB of the log: when it was cut, the first line is a fragment (which could hold part of a
+    secret that masking cannot recognize), so the tail starts at the first whole line.
+    """
     if not log_result:
         return ""
     try:
-        return base64.b64decode(log_result).decode("utf-8", "replace")
+        raw = base64.b64decode(log_result)
     except (binascii.Error, ValueError):
         return ""
+    if len(raw) >= LOG_TAIL_BYTES:
+        raw = raw.partition(b"\n")[2]
+    return raw.decode("utf-8", "replace")
 
 
 def parse_report(log: str) -> LambdaReport:

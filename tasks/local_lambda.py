@@ -26,10 +26,10 @@ from typing import Any
 from tasks.errors import ConfigError
 from tasks.execution_env import ExecutionEnvironment, FunctionSpec
 from tasks.function_envs import FunctionEnvironments
+from tasks.lambda_log import LOG_TAIL_BYTES
 from tasks.local_services import function_environment
 from tasks.settings import STEPS, HandlerSpec, Settings
 
-LOG_TAIL_BYTES = 4096
 RUNTIME = "python3.11"
 REAP_INTERVAL_S = 5.0
 

@@ -182,3 +182,10 @@ def test_the_worst_exit_code_wins(codes: list[int], expected: int) -> None:
     from tasks.parallel import worst
 
     assert worst(codes) == expected
+
+
+def test_a_cut_log_tail_starts_at_its_first_whole_line() -> None:
+    """A 4 KB tail cut inside a line (perhaps inside a secret, which masking cannot then recognize) drops it."""
+    log = ("x" * 5000 + " secret-part\n" + "whole line\n").encode()[-4096:]
+    assert decode_log_tail(base64.b64encode(log).decode()) == "whole line\n"
+    assert decode_log_tail(base64.b64encode(b"short\nlog\n").decode()) == "short\nlog\n"
