@@ -140,9 +140,9 @@ def first_run() -> list[Row]:
 
 def parallel_clients(clients: int, delay: float) -> list[Row]:
     """Target 4: many clients on a Lambda endpoint that takes `delay` per step, one by one and all at once."""
-    from tasks import aws
-    from tasks.contexts import ContextStore
-    from tasks.local_aws import EmbeddedAws, seed
+    from tasks.aws import clients as aws
+    from tasks.contexts.store import ContextStore
+    from tasks.local.server import EmbeddedAws, seed
     from tasks.settings import DOTENV_VARIABLE, load_settings
     from tests.fault_lambda import FaultLambda
 
@@ -204,7 +204,7 @@ def parallel_clients(clients: int, delay: float) -> list[Row]:
 
 def many_contexts(count: int, runs: int) -> list[Row]:
     """Target 5: `context list` and the local client_id allocation with many existing contexts, beyond start-up."""
-    from tasks.contexts import ContextStore
+    from tasks.contexts.store import ContextStore
 
     with contexts_folder() as folder:
         store = ContextStore(folder)

@@ -16,7 +16,7 @@ from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
 from tasks.errors import ConfigError, UsageError
-from tasks.secrets import secret_values
+from tasks.masking import secret_values
 
 ENVS = ("local", "dev", "stage", "prod")
 STEPS = ("ingest", "normalize-score", "newsletter")

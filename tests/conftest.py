@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tasks.contexts import ContextStore
-from tasks.local_aws import EmbeddedAws
+from tasks.contexts.store import ContextStore
+from tasks.local.server import EmbeddedAws
 from tasks.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks import aws
-from tasks.aws_e2e import AwsE2E
-from tasks.contexts import Context, ContextStore
+from tasks.aws import clients as aws
+from tasks.contexts.store import Context, ContextStore
 from tasks.errors import UsageError
-from tasks.local_aws import EmbeddedAws, seed
+from tasks.flows.aws_e2e import AwsE2E
+from tasks.local.server import EmbeddedAws, seed
 from tasks.settings import Settings
 from tests.conftest import run_tasks, safe_environ, settings_for
 from tests.fault_lambda import FaultLambda
@@ -264,7 +264,7 @@ def test_unknown_from_step_and_bad_payload_are_usage_errors(rig: Rig) -> None:
     flow = rig.flow()
     with pytest.raises(UsageError, match="unknown step 'publish'"):
         flow.plan(rig.context, "publish")
-    from tasks.aws_e2e import parse_payload
+    from tasks.flows.aws_e2e import parse_payload
 
     with pytest.raises(UsageError, match="not JSON"):
         parse_payload("{period_days: 7}", "x_v1")
@@ -288,19 +288,19 @@ def test_a_long_step_reports_progress_while_it_runs(rig: Rig) -> None:
 
 
 def test_a_published_run_is_read_back_by_summary_and_compare(rig: Rig) -> None:
-    from tasks import reports
-    from tasks.runs import RunFolder
+    from tasks.contexts.runs import RunFolder
+    from tasks.reports import history
 
     record = rig.run()
-    prefix = reports.publish(rig.s3, rig.settings, record, RunFolder(rig.context.runs_dir / record.run_id))
+    prefix = history.publish(rig.s3, rig.settings, record, RunFolder(rig.context.runs_dir / record.run_id))
     assert prefix == f"s3://vectora-inbox-data-dev/e2e-runs/{rig.context.client_id}/{record.run_id}/"
-    published = reports.published_runs(rig.s3, rig.settings)
+    published = history.published_runs(rig.s3, rig.settings)
     assert [r.run_id for r in published] == [record.run_id]
     other = replace(published[0], client_id="lai_weekly_v99", run_id="elsewhere")
-    rows = reports.summary(rig.store, [*published, other])
+    rows = history.summary(rig.store, [*published, other])
     assert [r.client_id for r in rows] == [rig.context.client_id, "lai_weekly_v99"]
     assert rows[1].last.run_id == "elsewhere"
-    compared = reports.runs_to_compare(rig.store, [rig.context.client_id, "lai_weekly_v99"], [other])
+    compared = history.runs_to_compare(rig.store, [rig.context.client_id, "lai_weekly_v99"], [other])
     assert [r.run_id for r in compared] == [record.run_id, "elsewhere"]
 
 

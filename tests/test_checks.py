@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tasks.checks import (
+from tasks.errors import ConfigError
+from tasks.pipeline.checks import (
     DEFAULTS,
     Chain,
     CheckResult,
@@ -20,8 +21,8 @@ from tasks.checks import (
     newsletter_event,
     not_normalized,
 )
-from tasks.errors import ConfigError
-from tasks.workflow import Invocation, OutputCheck, Runner, RunRecord, StepResult
+from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResult
+from tasks.pipeline.runner import Runner
 from tests.conftest import FIXTURES, REPO
 from tests.fault_lambda import fallback
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.contexts import BrokenContext, ContextStore, validate_client_id
+from tasks.contexts.store import BrokenContext, ContextStore, validate_client_id
 from tasks.errors import ConfigError, UsageError
 from tests.conftest import REPO, run_tasks, safe_environ
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import aws
+from tasks.aws import clients as aws
 from tasks.errors import EnvironmentProblem
-from tasks.lambda_log import parse_report
-from tasks.local_aws import EmbeddedAws, create_buckets, upload_canonical
+from tasks.local.server import EmbeddedAws, create_buckets, upload_canonical
+from tasks.pipeline.report_line import parse_report
 from tasks.settings import Settings
 from tests.conftest import settings_for
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tasks import aws
+from tasks.aws import clients as aws
 from tasks.errors import ConfigError
-from tasks.lambda_log import decode_log_tail, parse_report
-from tasks.local_aws import EmbeddedAws
+from tasks.local.server import EmbeddedAws
+from tasks.pipeline.report_line import decode_log_tail, parse_report
 from tasks.settings import Settings
 from tests.conftest import settings_for
 
@@ -318,8 +318,8 @@ def test_only_the_served_envs_functions_exist_and_are_listed(contexts_dir: Path)
 
 
 def test_a_local_run_prewarms_and_reports_each_functions_own_memory(contexts_dir: Path) -> None:
-    from tasks.contexts import ContextStore
-    from tasks.local_e2e import LocalE2E
+    from tasks.contexts.store import ContextStore
+    from tasks.flows.local_e2e import LocalE2E
 
     store = ContextStore(contexts_dir)
     flow = LocalE2E(settings_for(contexts_dir), store)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.contexts import ContextStore
+from tasks.contexts.files import run_lock
+from tasks.contexts.store import ContextStore
 from tasks.errors import Busy
-from tasks.files import run_lock
-from tasks.local_e2e import LocalE2E
+from tasks.flows.local_e2e import LocalE2E
 from tests.conftest import settings_for
 
 STEP_KEYS = {

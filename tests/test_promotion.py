@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks import aws, config_upload
-from tasks.contexts import Context, ContextStore
+from tasks.aws import client_configs
+from tasks.aws import clients as aws
+from tasks.contexts.store import Context, ContextStore
 from tasks.errors import Conflict, EnvironmentProblem, UsageError
-from tasks.local_aws import EmbeddedAws, seed
-from tasks.promotion import ConfigFlows
+from tasks.flows.config_flows import ConfigFlows
+from tasks.local.server import EmbeddedAws, seed
 from tasks.settings import Settings
 from tests.conftest import run_tasks, safe_environ, settings_for
 
@@ -71,7 +72,7 @@ def body(s3, context: Context) -> bytes:
 def edit_config(flows: ConfigFlows, context: Context, text: str) -> Context:
     """Change the context's config file and record it as passed locally again."""
     context.config_path.write_bytes(context.config_path.read_bytes() + text.encode())
-    sha = config_upload.sha256(context.config_path.read_bytes())
+    sha = client_configs.sha256(context.config_path.read_bytes())
     flows.store.update(context.client_id, lambda record: record.update(config_sha256=sha))
     return passed_locally(flows.store, flows.store.load(context.client_id))
 
@@ -123,7 +124,7 @@ def test_an_update_on_a_versioned_bucket_keeps_the_previous_version_and_rolls_ba
     assert outcome.record["replaced"]["version_id"] == first["version_id"]
     assert body(s3, context).endswith(b"# tuned\n")
     result = flows.rollback(flows.store.load(context.client_id))
-    assert body(s3, context) == original and result["restored"] == config_upload.sha256(original)
+    assert body(s3, context) == original and result["restored"] == client_configs.sha256(original)
     assert flows.store.load(context.client_id).envs["dev"]["promotion"] is None
 
 
@@ -146,7 +147,7 @@ def test_rolling_back_a_first_upload_removes_the_key_and_versions_still_count(fl
     assert flows.rollback(flows.store.load(context.client_id))["restored"] is None
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=BUCKET, Key=key(context))
-    assert config_upload.used_versions(s3, BUCKET, "clients/{client_id}.yaml", "lai_weekly") == [1]
+    assert client_configs.used_versions(s3, BUCKET, "clients/{client_id}.yaml", "lai_weekly") == [1]
     with pytest.raises(UsageError, match="no upload to dev left to roll back"):
         flows.rollback(flows.store.load(context.client_id))
 
@@ -162,10 +163,10 @@ def test_a_key_this_context_did_not_write_is_never_overwritten(flows: ConfigFlow
 
 def test_a_concurrent_change_is_detected_by_the_conditional_put(flows: ConfigFlows, s3) -> None:
     context = new_context(flows)
-    plan = config_upload.plan_upload(s3, BUCKET, key(context), context.config_path.read_bytes(), set())
+    plan = client_configs.plan_upload(s3, BUCKET, key(context), context.config_path.read_bytes(), set())
     s3.put_object(Bucket=BUCKET, Key=key(context), Body=b"written meanwhile\n")
     with pytest.raises(Conflict, match="concurrent change"):
-        config_upload.apply_upload(s3, plan, context.client_id, context.path / "backups", now())
+        client_configs.apply_upload(s3, plan, context.client_id, context.path / "backups", now())
     assert body(s3, context) == b"written meanwhile\n"
 
 

@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
-from tasks.checks import CheckResult
-from tasks.figures import cost, funnel
-from tasks.junit import render_junit
-from tasks.report import About, ContextRow, render_compare, render_markdown, render_summary
-from tasks.report_html import render_compare_html, render_html
-from tasks.workflow import Invocation, OutputCheck, RunRecord, StepResult, step_result
-from tasks.workflow_log import render_workflow_log
+from tasks.pipeline.checks import CheckResult
+from tasks.pipeline.judging import step_result
+from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResult
+from tasks.reports.figures import cost, funnel
+from tasks.reports.html import render_compare_html, render_html
+from tasks.reports.junit import render_junit
+from tasks.reports.markdown import About, ContextRow, render_compare, render_markdown, render_summary
+from tasks.reports.workflow_log import render_workflow_log
 from tests.conftest import FIXTURES
 
 START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)

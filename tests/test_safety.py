@@ -16,15 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tasks import aws, aws_e2e, verify
+from tasks.aws import clients as aws
+from tasks.aws import outputs
 from tasks.cli import main
-from tasks.contexts import ContextStore
+from tasks.contexts.store import ContextStore
 from tasks.errors import EnvironmentProblem
-from tasks.local_aws import EmbeddedAws, seed
-from tasks.promotion import ConfigFlows
-from tasks.secrets import mask, secret_forms
+from tasks.flows import aws_e2e
+from tasks.flows.config_flows import ConfigFlows
+from tasks.local.server import EmbeddedAws, seed
+from tasks.masking import mask, secret_forms
+from tasks.pipeline.records import RunRecord, StepResult
 from tasks.settings import load_settings
-from tasks.workflow import RunRecord, StepResult
 from tests.conftest import run_tasks, safe_environ, settings_for, start_and_wait_for_handler
 from tests.s3_outage import S3Outage
 
@@ -253,7 +255,7 @@ def test_a_full_disk_during_a_run_is_exit_3_and_the_run_is_recorded_failed(
     def full(reader: object, checks: object, folder: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(folder))
 
-    monkeypatch.setattr(verify.OutputReader, "save", full)
+    monkeypatch.setattr(outputs.OutputReader, "save", full)
     assert main(["local-e2e"]) == 3
     assert "No space left on device" in capsys.readouterr().err
     run = ContextStore(in_process).load("lai_weekly_v1").runs[-1]

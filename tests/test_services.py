@@ -26,12 +26,12 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tasks.contexts import ContextStore
+from tasks.contexts.store import ContextStore
 from tasks.errors import ConfigError
-from tasks.local_aws import EmbeddedAws
-from tasks.local_e2e import LocalE2E
-from tasks.local_services import Services, function_environment
-from tasks.sample_feeds import HOST
+from tasks.flows.local_e2e import LocalE2E
+from tasks.local.sample_feeds import HOST
+from tasks.local.server import EmbeddedAws
+from tasks.local.services import Services, function_environment
 from tests.conftest import SAFE_ENV, settings_for
 
 MODEL = "anthropic.claude-3-sonnet-20240229-v1:0"

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from tasks.checks import DEFAULTS, Expectations
 from tasks.errors import OutcomeUnknown
-from tasks.lambda_log import decode_log_tail, parse_report
-from tasks.workflow import Invocation, OutputCheck, Runner, RunRecord, StepResult, judge, step_result
+from tasks.pipeline.checks import DEFAULTS, Expectations
+from tasks.pipeline.judging import judge, step_result
+from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResult
+from tasks.pipeline.report_line import decode_log_tail, parse_report
+from tasks.pipeline.runner import Runner
 from tests.conftest import FIXTURES
 
 REPORT = (
@@ -179,7 +181,7 @@ def test_an_interrupt_is_recorded_as_interrupted_with_exit_130() -> None:
     [([0, 0], 0), ([0, 1, 4], 4), ([1, 4, 3], 3), ([3, 130, 1], 130), ([1, 2], 2), ([], 0)],
 )
 def test_the_worst_exit_code_wins(codes: list[int], expected: int) -> None:
-    from tasks.parallel import worst
+    from tasks.flows.parallel import worst
 
     assert worst(codes) == expected
 

@@ -13,7 +13,7 @@ from tasks.cli.parser import build_parser
 from tasks.cli.report_commands import report_command
 from tasks.cli.run_commands import aws_e2e_command, local_aws_command, local_e2e_command
 from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError, as_toolkit_error
-from tasks.secrets import RedactingStream
+from tasks.masking import RedactingStream
 from tasks.settings import load_settings
 from tasks.signals import interrupted_code
 

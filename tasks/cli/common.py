@@ -9,12 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.checks import CheckResult
-from tasks.checks import summary as checks_summary
-from tasks.contexts import Context, ContextStore, validate_client_id
+from tasks.contexts.store import Context, ContextStore, validate_client_id
 from tasks.errors import EXIT_PASSED, UsageError
+from tasks.pipeline.checks import CheckResult
+from tasks.pipeline.checks import summary as checks_summary
+from tasks.pipeline.records import RunRecord, StepResult
 from tasks.settings import Settings, load_settings
-from tasks.workflow import RunRecord, StepResult
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: .env and contexts/ are found from here
 
@@ -44,7 +44,7 @@ def confirm_prod(settings: Settings, yes: bool, what: str) -> None:
 
 
 def client_factory(settings: Settings) -> Any:
-    from tasks import aws
+    from tasks.aws import clients as aws
 
     return aws.ClientFactory(settings.region, settings.profile, settings.endpoints)
 

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from tasks.cli.common import client_factory, confirm_prod, context_for, context_store, env_settings, latest
-from tasks.contexts import Context, utc_now, validate_client_id
+from tasks.contexts.store import Context, utc_now, validate_client_id
 from tasks.errors import EXIT_PASSED
 from tasks.settings import Settings
 
@@ -30,7 +30,7 @@ def _show_plan(outcome: Any, dry_run: bool) -> None:
 
 
 def _config_flows(settings: Settings) -> Any:
-    from tasks.promotion import ConfigFlows
+    from tasks.flows.config_flows import ConfigFlows
 
     return ConfigFlows(settings, context_store(settings), client_factory(settings).s3(), utc_now)
 

@@ -8,9 +8,9 @@ from dataclasses import replace
 from typing import Any
 
 from tasks.cli.common import ROOT, client_factory, context_store
-from tasks.contexts import BrokenContext, Context, default_purpose, utc_now
+from tasks.contexts.files import lock_held
+from tasks.contexts.store import BrokenContext, Context, default_purpose, utc_now
 from tasks.errors import EXIT_PASSED
-from tasks.files import lock_held
 from tasks.settings import Settings, load_settings
 
 
@@ -18,12 +18,12 @@ def _other_versions(settings: Settings, template: str) -> list[int]:
     """Versions of template used in the S3 history of the envs named by ALLOCATION_ENVS."""
     if not settings.allocation_envs:
         return []
-    from tasks import config_upload  # boto3 only when needed: `context new` stays fast
+    from tasks.aws import client_configs  # boto3 only when needed: `context new` stays fast
 
     found: list[int] = []
     for env in settings.allocation_envs:
         s3 = client_factory(replace(settings, env=env)).s3()
-        found += config_upload.used_versions(s3, settings.config_bucket(env), settings.config_key_template, template)
+        found += client_configs.used_versions(s3, settings.config_bucket(env), settings.config_key_template, template)
     return found
 
 

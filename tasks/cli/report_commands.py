@@ -8,23 +8,23 @@ import os
 from pathlib import Path
 
 from tasks.cli.common import ROOT, client_factory, context_store
-from tasks.contexts import validate_client_id
+from tasks.contexts.store import validate_client_id
 from tasks.errors import EXIT_PASSED, UsageError
 from tasks.settings import load_settings
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from tasks import reports
-    from tasks.report import render_compare, render_summary
-    from tasks.report_html import render_compare_html
+    from tasks.reports import history
+    from tasks.reports.html import render_compare_html
+    from tasks.reports.markdown import render_compare, render_summary
 
     settings = load_settings(ROOT, {"VECTORA_ENV": args.env, "AWS_PROFILE": args.profile})
     store = context_store(settings)
-    published = reports.published_runs(client_factory(settings).s3(), settings) if args.env else []
+    published = history.published_runs(client_factory(settings).s3(), settings) if args.env else []
     if args.words:
         if args.words[0] != "compare":
             raise UsageError(f"unknown report action {args.words[0]!r}: use `report compare CLIENT_ID CLIENT_ID ...`")
-        records = reports.runs_to_compare(store, [validate_client_id(c) for c in args.words[1:]], published)
+        records = history.runs_to_compare(store, [validate_client_id(c) for c in args.words[1:]], published)
         if args.json:
             print(json.dumps([r.to_json() for r in records], indent=2, ensure_ascii=False))
             return EXIT_PASSED
@@ -39,14 +39,14 @@ def report_command(args: argparse.Namespace) -> int:
         print(f"html: {os.path.relpath(html)}")
         return EXIT_PASSED
     if args.client_id is not None:
-        record, paths = reports.rerender(store.load(validate_client_id(args.client_id)), args.run_id, settings.secrets)
+        record, paths = history.rerender(store.load(validate_client_id(args.client_id)), args.run_id, settings.secrets)
         if args.json:
             print(json.dumps(record.to_json(), indent=2, ensure_ascii=False))
         else:
             print(paths[0].read_text(encoding="utf-8"), end="")
             print("rendered: " + ", ".join(os.path.relpath(p) for p in paths))
         return EXIT_PASSED
-    rows = reports.summary(store, published)
+    rows = history.summary(store, published)
     if args.json:
         print(
             json.dumps(

@@ -22,7 +22,7 @@ from tasks.cli.common import (
     print_step,
 )
 from tasks.cli.context_commands import create_context
-from tasks.contexts import Context, utc_now, validate_client_id
+from tasks.contexts.store import Context, utc_now, validate_client_id
 from tasks.errors import EXIT_MEANINGS, EXIT_PASSED, ToolkitError
 from tasks.settings import Settings, load_settings
 
@@ -30,8 +30,8 @@ AWS_ENVS = ("dev", "stage", "prod", "local")
 
 
 def local_e2e_command(args: argparse.Namespace) -> int:
-    from tasks.aws_e2e import parse_payload
-    from tasks.local_e2e import LocalE2E
+    from tasks.flows.aws_e2e import parse_payload
+    from tasks.flows.local_e2e import LocalE2E
 
     settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
     flow = LocalE2E(settings, context_store(settings), on_step_end=print_step)
@@ -50,8 +50,8 @@ def _promotion_time(env: str) -> Callable[[Context], str | None]:
 
 
 def aws_e2e_command(args: argparse.Namespace) -> int:
-    from tasks.aws_e2e import parse_payload
-    from tasks.parallel import run_bounded, worst
+    from tasks.flows.aws_e2e import parse_payload
+    from tasks.flows.parallel import run_bounded, worst
 
     settings = env_settings(args)
     store = context_store(settings)
@@ -93,7 +93,7 @@ def aws_e2e_command(args: argparse.Namespace) -> int:
 
 
 def _e2e_flow(settings: Settings, factory: Any, prefix: str) -> Any:
-    from tasks.aws_e2e import AwsE2E
+    from tasks.flows.aws_e2e import AwsE2E
 
     return AwsE2E(
         settings,
@@ -115,8 +115,8 @@ def _run_on_env(
         print(f"{prefix}context {context.client_id}: running the workflow on {flow.target()}", flush=True)
         record = flow.run(context, plan)
         if args.publish or settings.publish_runs:
-            from tasks.reports import publish
-            from tasks.runs import RunFolder
+            from tasks.contexts.runs import RunFolder
+            from tasks.reports.history import publish
 
             where = publish(factory.s3(), settings, record, RunFolder(context.runs_dir / record.run_id))
             print(f"{prefix}published: {where}")
@@ -131,8 +131,8 @@ def _run_on_env(
 def local_aws_command(args: argparse.Namespace) -> int:
     import signal
 
-    from tasks import aws
-    from tasks.local_aws import EmbeddedAws, seed
+    from tasks.aws import clients as aws
+    from tasks.local.server import EmbeddedAws, seed
 
     settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
     server = EmbeddedAws(settings, settings.local_aws_port if args.port is None else args.port, AWS_ENVS)

@@ -9,16 +9,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.contexts import Context, ContextStore
+from tasks.contexts.store import Context, ContextStore
 from tasks.errors import EXIT_MEANINGS, ToolkitError, as_toolkit_error
-from tasks.files import run_lock, write_atomic, write_json
-from tasks.junit import render_junit
-from tasks.report import About, render_markdown
-from tasks.report_html import render_html
-from tasks.secrets import mask, redact, secret_forms
+from tasks.contexts.files import run_lock, write_atomic, write_json
+from tasks.reports.junit import render_junit
+from tasks.reports.markdown import About, render_markdown
+from tasks.reports.html import render_html
+from tasks.masking import mask, redact, secret_forms
 from tasks.signals import interrupted_code
-from tasks.workflow import RunRecord
-from tasks.workflow_log import render_workflow_log
+from tasks.pipeline.records import RunRecord
+from tasks.reports.workflow_log import render_workflow_log
 
 
 def new_run_id(now: datetime, env: str) -> str:

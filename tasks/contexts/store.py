@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks import client_config
-from tasks.checks import EXPECT_FILE
+from tasks.contexts import client_config
+from tasks.pipeline.checks import EXPECT_FILE
 from tasks.errors import ConfigError, UsageError
-from tasks.files import file_lock, read_json, write_atomic, write_json
+from tasks.contexts.files import file_lock, read_json, write_atomic, write_json
 
 SCHEMA_VERSION = 1
 CLIENT_ID = re.compile(r"^(?P<template>[a-z][a-z0-9_]*)_v(?P<version>[1-9][0-9]*)$")

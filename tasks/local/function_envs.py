@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from importlib.metadata import version
 from pathlib import Path
 
+from tasks.contexts.files import file_lock
 from tasks.errors import EnvironmentProblem
-from tasks.files import file_lock
 
 RUNTIME_CLIENT = "awslambdaric==4.2.2"
 REQUIREMENTS_FILE = "requirements.txt"

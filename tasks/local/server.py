@@ -24,11 +24,11 @@ from urllib.parse import parse_qs, unquote
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from tasks.aws import aws_errors
+from tasks.aws.clients import aws_errors
 from tasks.errors import EnvironmentProblem
-from tasks.execution_env import remove_orphan_folders
-from tasks.local_lambda import LocalFunction, LocalLambdaRuntime, Throttled
-from tasks.local_services import Services
+from tasks.local.execution_env import remove_orphan_folders
+from tasks.local.lambda_service import LocalFunction, LocalLambdaRuntime, Throttled
+from tasks.local.services import Services
 from tasks.settings import Settings
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from tasks.aws import aws_errors
-from tasks.client_config import sha256
+from tasks.aws.clients import aws_errors
+from tasks.contexts.client_config import sha256
+from tasks.contexts.files import write_atomic
 from tasks.errors import Conflict, UsageError
-from tasks.files import write_atomic
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

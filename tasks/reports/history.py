@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from tasks.aws import aws_errors
-from tasks.contexts import BrokenContext, Context, ContextStore
+from tasks.aws.clients import aws_errors
+from tasks.contexts.files import read_json
+from tasks.contexts.runs import RunFolder, write_reports
+from tasks.contexts.store import BrokenContext, Context, ContextStore
 from tasks.errors import ConfigError, UsageError
-from tasks.files import read_json
-from tasks.report import ContextRow
-from tasks.runs import RunFolder, write_reports
+from tasks.pipeline.records import RunRecord
+from tasks.reports.markdown import ContextRow
 from tasks.settings import Settings
-from tasks.workflow import RunRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tasks.aws import aws_errors, describe_error
-from tasks.files import write_atomic
+from tasks.aws.clients import aws_errors, describe_error
+from tasks.contexts.files import write_atomic
+from tasks.pipeline.records import OutputCheck, StepResult
+from tasks.pipeline.runner import Verifier
 from tasks.settings import Settings
-from tasks.workflow import OutputCheck, StepResult, Verifier
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

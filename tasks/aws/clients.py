@@ -32,8 +32,8 @@ from botocore.exceptions import (
 )
 
 from tasks.errors import EnvironmentProblem, OutcomeUnknown, StepFailed, ToolkitError
-from tasks.lambda_log import decode_log_tail
-from tasks.workflow import Invocation
+from tasks.pipeline.records import Invocation
+from tasks.pipeline.report_line import decode_log_tail
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tasks import config_upload
-from tasks.contexts import Context, ContextStore
+from tasks.aws import client_configs
+from tasks.contexts.store import Context, ContextStore
 from tasks.errors import UsageError
 from tasks.settings import Settings
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 class UploadOutcome:
     """A plan, and what applying it did (None for a dry run)."""
 
-    plan: config_upload.UploadPlan
+    plan: client_configs.UploadPlan
     record: dict[str, Any] | None
 
 
@@ -41,7 +41,7 @@ def check_local_pass(context: Context) -> None:
             f"{context.client_id} has no passed local run: run `make local-e2e CLIENT_ID={context.client_id}` "
             "first, or force with FORCE=1 (--force)"
         )
-    if last.get("config_sha256") != config_upload.sha256(context.config_path.read_bytes()):
+    if last.get("config_sha256") != client_configs.sha256(context.config_path.read_bytes()):
         raise UsageError(
             f"{context.client_id}'s config changed since its last local run: rerun it locally, or force with FORCE=1"
         )
@@ -59,7 +59,7 @@ class ConfigFlows:
     def upload(self, context: Context, dry_run: bool = False, promotion: dict[str, Any] | None = None) -> UploadOutcome:
         """Upload the context's config; with promotion, also record it as the env's promotion."""
         env = self.settings.env
-        plan = config_upload.plan_upload(
+        plan = client_configs.plan_upload(
             self.s3,
             self.settings.config_bucket(),
             self.settings.config_key(context.client_id),
@@ -69,7 +69,7 @@ class ConfigFlows:
         if dry_run:
             return UploadOutcome(plan, None)
         now = self.clock()
-        record = config_upload.apply_upload(self.s3, plan, context.client_id, context.path / "backups" / env, now)
+        record = client_configs.apply_upload(self.s3, plan, context.client_id, context.path / "backups" / env, now)
         record["endpoint"] = self.settings.endpoint("s3")
 
         def change(document: dict[str, Any]) -> None:
@@ -100,7 +100,7 @@ class ConfigFlows:
         if not pending:
             raise UsageError(f"{context.client_id} has no upload to {env} left to roll back")
         index = pending[-1]
-        result = config_upload.rollback(self.s3, uploads[index], context.client_id)
+        result = client_configs.rollback(self.s3, uploads[index], context.client_id)
         result |= {"at": self.clock().isoformat(), "undid": uploads[index]["at"], "uri": uploads[index]["uri"]}
 
         def change(document: dict[str, Any]) -> None:

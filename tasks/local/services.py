@@ -12,10 +12,10 @@ How a handler's calls get here, across the process boundary, with nothing instal
   one, and unlike URL rewriting it needs no change to the team's source catalogue.
 
 Per service (settings LOCAL_SERVICES): `deny` answers at once like a missing permission, naming the setting to change;
-`passthrough` forwards (AWS re-signed with the user's own credentials, see tasks/upstream.py); `record` passes through
-and saves each answer under LOCAL_RECORDINGS; `replay` answers from those recordings, offline; Bedrock's `stub`
-answers deterministically (tasks/bedrock_stub.py). The sample pipeline's own feeds are always served
-(tasks/sample_feeds.py). `notes()` says what was served how, so a replayed pass is never taken for a live one.
+`passthrough` forwards (AWS calls re-signed with the user's own credentials, see tasks/aws/passthrough.py); `record`
+passes through and saves each answer under LOCAL_RECORDINGS; `replay` answers from those recordings, offline; Bedrock's
+`stub` answers deterministically (bedrock_stub.py). The sample pipeline's own feeds are always served (sample_feeds.py).
+`notes()` says what was served how, so a replayed pass is never taken for a live one.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
-from tasks import bedrock_stub, sample_feeds, upstream
-from tasks.recordings import Exchange, RecordingStore
+from tasks.aws import passthrough
+from tasks.local import bedrock_stub, sample_feeds
+from tasks.local.recordings import Exchange, RecordingStore
 from tasks.settings import Settings
 
 EMBEDDED_SERVICES = frozenset({"s3", "lambda", "logs"})
@@ -210,18 +211,18 @@ class Services:
 
     def _forward(self, call: Call) -> Exchange:
         if call.service == "http":
-            return upstream.send(call.method, call.target, upstream.forwarded_headers(call.headers), call.body)
-        credentials = upstream.user_credentials(self.settings.local_passthrough_profile)
+            return passthrough.send(call.method, call.target, passthrough.forwarded_headers(call.headers), call.body)
+        credentials = passthrough.user_credentials(self.settings.local_passthrough_profile)
         if credentials is None:
             raise ValueError(
                 "no AWS credentials to pass this call through with: log in (aws sso login) or set "
                 "LOCAL_PASSTHROUGH_PROFILE"
             )
-        base = upstream.aws_endpoint(call.service, call.region, call.target, self.settings.local_aws_upstream)
-        request = upstream.signed(
+        base = passthrough.aws_endpoint(call.service, call.region, call.target, self.settings.local_aws_upstream)
+        request = passthrough.signed(
             call.method, base + call.target, call.headers, call.body, credentials, call.service, call.region
         )
-        return upstream.send_aws(request)
+        return passthrough.send_aws(request)
 
     def _stub(self, call: Call) -> Exchange:
         try:
@@ -278,7 +279,7 @@ def _tunnel(environ: dict[str, Any], target: str) -> None:
     client: socket.socket = environ["werkzeug.socket"]
     host, _, port = target.rpartition(":")
     try:
-        remote = socket.create_connection((host, int(port)), timeout=upstream.TIMEOUT_S)
+        remote = socket.create_connection((host, int(port)), timeout=passthrough.TIMEOUT_S)
     except (OSError, ValueError) as err:
         client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
         raise ConnectionAbortedError(f"CONNECT {target}: {err}") from err

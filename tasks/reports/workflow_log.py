@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tasks.workflow import RunRecord
+from tasks.pipeline.records import RunRecord
 
 
 def render_workflow_log(record: RunRecord, full_logs: Mapping[str, str] | None = None) -> str:

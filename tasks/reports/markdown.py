@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.checks import CheckResult
-from tasks.figures import cost, funnel, total_seconds
-from tasks.workflow import RunRecord
+from tasks.pipeline.checks import CheckResult
+from tasks.pipeline.records import RunRecord
+from tasks.reports.figures import cost, funnel, total_seconds
 
 NA = "n/a"
 VERDICTS = {

@@ -14,15 +14,17 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tasks import aws, config_upload, verify
-from tasks.checks import CheckResult, Expectations, load_expectations
-from tasks.contexts import Context, ContextStore
+from tasks.aws import client_configs, outputs
+from tasks.aws import clients as aws
+from tasks.contexts.files import parse_json, read_json, write_atomic
+from tasks.contexts.runs import RunRecorder, new_record, recorded_run
+from tasks.contexts.store import Context, ContextStore
 from tasks.errors import StepFailed, UsageError
-from tasks.files import parse_json, read_json, write_atomic
-from tasks.runs import RunRecorder, new_record, recorded_run
-from tasks.secrets import redact, secret_forms
+from tasks.masking import redact, secret_forms
+from tasks.pipeline.checks import CheckResult, Expectations, load_expectations
+from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResult
+from tasks.pipeline.runner import Runner
 from tasks.settings import STEPS, Settings
-from tasks.workflow import Invocation, OutputCheck, Runner, RunRecord, StepResult
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,8 @@ class AwsE2E:
         """Run plan for context under its run lock; the run is recorded whatever happens once it starts."""
         expectations = load_expectations(context.expectations_path)
         s3 = self.clients.s3()
-        bucket, key = verify.split_uri(plan.config_uri)
-        remote = config_upload.read_remote(s3, bucket, key)
+        bucket, key = outputs.split_uri(plan.config_uri)
+        remote = client_configs.read_remote(s3, bucket, key)
         if not remote.exists:
             raise UsageError(f"{plan.config_uri} does not exist: promote the context first (make promote)")
         record = new_record(
@@ -183,7 +185,7 @@ class AwsE2E:
         configs = self._configurations(plan)
         record = replace(record, functions={s: aws.tested_version(c) if c else None for s, c in configs.items()})
         deadline = time.monotonic() + settings.e2e_timeout
-        check = verify.verifier(s3, settings, plan.env, plan.client_id, self.clock)
+        check = outputs.verifier(s3, settings, plan.env, plan.client_id, self.clock)
         earlier, reused = self._reverify(s3, context, plan) if plan.resumed_from else ((), [])
         if any(not c.ok for c in reused):
             bad = next(c for c in reused if not c.ok)
@@ -208,7 +210,7 @@ class AwsE2E:
             with heartbeat(settings.progress_interval, lambda elapsed: self.on_progress(step, elapsed)):
                 return aws.invoke(client, name, event, sleep=self.sleep)
 
-        reader = verify.OutputReader(s3)
+        reader = outputs.OutputReader(s3)
         runner = Runner(
             invoke=invoke,
             verify=check,
@@ -254,8 +256,8 @@ class AwsE2E:
             earlier.append(result)
             started = datetime.fromisoformat(result.started_at)
             finished = datetime.fromisoformat(result.finished_at or result.started_at)
-            for uris in verify.expected_outputs(self.settings, plan.env, plan.client_id, result, started, finished):
-                checks.append(verify.check_output(s3, step, uris, started))
+            for uris in outputs.expected_outputs(self.settings, plan.env, plan.client_id, result, started, finished):
+                checks.append(outputs.check_output(s3, step, uris, started))
         return tuple(earlier), checks
 
     def _save_failed_logs(self, record: RunRecord, folder: Path) -> None:

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import ConfigError
-from tasks.execution_env import ExecutionEnvironment, FunctionSpec
-from tasks.function_envs import FunctionEnvironments
-from tasks.lambda_log import LOG_TAIL_BYTES
-from tasks.local_services import function_environment
+from tasks.local.execution_env import ExecutionEnvironment, FunctionSpec
+from tasks.local.function_envs import FunctionEnvironments
+from tasks.local.services import function_environment
+from tasks.pipeline.report_line import LOG_TAIL_BYTES
 from tasks.settings import STEPS, HandlerSpec, Settings
 
 RUNTIME = "python3.11"

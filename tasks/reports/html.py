@@ -6,8 +6,9 @@ from collections.abc import Collection
 from datetime import datetime
 from html import escape
 
-from tasks.figures import cost, funnel, total_seconds
-from tasks.report import (
+from tasks.pipeline.records import RunRecord, StepResult
+from tasks.reports.figures import cost, funnel, total_seconds
+from tasks.reports.markdown import (
     NA,
     NO_ABOUT,
     About,
@@ -26,7 +27,6 @@ from tasks.report import (
     size,
     usd,
 )
-from tasks.workflow import RunRecord, StepResult
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2933;margin:2rem auto;

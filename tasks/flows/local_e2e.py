@@ -8,13 +8,15 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from tasks import aws, verify
-from tasks.checks import CheckResult, Expectations, load_expectations
-from tasks.contexts import Context, ContextStore, default_purpose, utc_now
-from tasks.local_aws import EmbeddedAws, seed
-from tasks.runs import RunRecorder, new_record, recorded_run
+from tasks.aws import clients as aws
+from tasks.aws import outputs
+from tasks.contexts.runs import RunRecorder, new_record, recorded_run
+from tasks.contexts.store import Context, ContextStore, default_purpose, utc_now
+from tasks.local.server import EmbeddedAws, seed
+from tasks.pipeline.checks import CheckResult, Expectations, load_expectations
+from tasks.pipeline.records import RunRecord, StepResult
+from tasks.pipeline.runner import Runner
 from tasks.settings import STEPS, Settings
-from tasks.workflow import Runner, RunRecord, StepResult
 
 TARGET = "embedded AWS (moto S3 + local Lambda runtime)"
 
@@ -74,10 +76,10 @@ class LocalE2E:
                     for step, name in functions.items()
                 },
             )
-            reader = verify.OutputReader(s3)
+            reader = outputs.OutputReader(s3)
             runner = Runner(
                 invoke=lambda step, name, event: aws.invoke(lambda_client, name, event),
-                verify=verify.verifier(s3, settings, "local", record.client_id, self.clock),
+                verify=outputs.verifier(s3, settings, "local", record.client_id, self.clock),
                 read=reader,
                 clock=self.clock,
                 expectations=expectations,

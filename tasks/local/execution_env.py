@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tasks.files import file_lock, lock_held
+from tasks.contexts.files import file_lock, lock_held
 
 LAUNCHER = Path(__file__).with_name("lambda_launcher.py")
 RUNTIME_PREFIX = "/2018-06-01/runtime"

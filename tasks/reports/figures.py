@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tasks.workflow import RunRecord
+from tasks.pipeline.records import RunRecord
 
 # AWS Lambda on-demand prices (USD), first tier, per region and architecture. A snapshot: update it from
 # PRICE_SOURCE when AWS changes its prices; every report names the source and this date.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
-from tasks.figures import total_seconds
+from tasks.pipeline.records import RunRecord, StepResult
+from tasks.reports.figures import total_seconds
 from tasks.settings import STEPS
-from tasks.workflow import RunRecord, StepResult
 
 
 def _step_seconds(step: StepResult) -> float:

@@ -15,7 +15,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tasks.recordings import Exchange
+from tasks.local.recordings import Exchange
 
 # Headers that belong to one hop or to the handler's signature, never forwarded.
 DROPPED_REQUEST_HEADERS = frozenset(

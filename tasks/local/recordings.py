@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.files import write_json
+from tasks.contexts.files import write_json
 
 
 @dataclass(frozen=True)
