@@ -288,7 +288,7 @@ def test_tests_read_no_developer_dotenv_or_home(tmp_path: Path) -> None:
 def test_saved_cloudwatch_logs_are_masked(contexts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = 'q"b\\é<&>-canary'
     settings = replace(settings_for(contexts_dir), secrets=(secret,))
-    monkeypatch.setattr(aws_e2e, "fetch_log", lambda *args: f"raw {secret} json {json.dumps(secret)}\n")
+    monkeypatch.setattr(aws, "fetch_log", lambda *args: f"raw {secret} json {json.dumps(secret)}\n")
     factory = aws.ClientFactory.local(settings.region, "http://127.0.0.1:9")  # never called: fetch_log is replaced
     flow = aws_e2e.AwsE2E(settings, ContextStore(contexts_dir), factory, lambda: datetime.now(UTC))
     now = datetime.now(UTC).isoformat()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from tasks.aws.clients import aws_errors
+from tasks.aws.clients import aws_errors, error_code, is_missing
 from tasks.contexts.client_config import sha256
 from tasks.contexts.files import write_atomic
 from tasks.errors import Conflict, UsageError
@@ -73,17 +73,13 @@ class UploadPlan:
         return "".join(difflib.unified_diff(before, after, fromfile=label, tofile=self.uri))
 
 
-def _missing(err: ClientError) -> bool:
-    return err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
-
-
 def read_remote(s3: S3Client, bucket: str, key: str) -> RemoteObject:
     """The object at bucket/key, or RemoteObject(False) when the key is absent. A missing bucket is an error."""
     with aws_errors("s3:GetObject", f"s3://{bucket}/{key}"):
         try:
             answer = s3.get_object(Bucket=bucket, Key=key)
         except ClientError as err:
-            if _missing(err):
+            if is_missing(err):
                 return RemoteObject(False)
             raise
         return RemoteObject(True, answer["Body"].read(), answer["ETag"], answer.get("VersionId"))
@@ -148,7 +144,7 @@ def _conditional_put(
                 )
             )
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if error_code(err) in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise Conflict(
                     f"{uri} changed while we were writing it (a concurrent change): nothing was overwritten; "
                     "run again to see the new diff"

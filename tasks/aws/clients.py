@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -122,10 +122,19 @@ class ClientFactory:
         return self._client("lambda", config)
 
 
+def error_code(err: ClientError) -> str:
+    """The error code AWS answered with (e.g. NoSuchKey, AccessDenied, 404)."""
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def is_missing(err: ClientError) -> bool:
+    """Whether the error says the object, key, bucket or function does not exist."""
+    return error_code(err) in NOT_FOUND
+
+
 def _code(err: ClientError) -> tuple[str, str, int]:
-    error = err.response.get("Error", {})
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return str(error.get("Code", "")), str(error.get("Message", "")), int(status or 0)
+    return error_code(err), str(err.response.get("Error", {}).get("Message", "")), int(status or 0)
 
 
 def describe_error(err: Exception, action: str, resource: str) -> ToolkitError:
@@ -161,10 +170,34 @@ def aws_errors(action: str, resource: str) -> Iterator[None]:
         raise describe_error(err, action, resource) from err
 
 
-def function_configuration(client: LambdaClient, name: str) -> dict[str, Any]:
-    """GetFunctionConfiguration for name."""
-    with aws_errors("lambda:GetFunctionConfiguration", f"function {name}"):
+def function_configuration(
+    client: LambdaClient, name: str, env: str | None = None, none_if_denied: bool = False
+) -> dict[str, Any] | None:
+    """GetFunctionConfiguration for name; None when reading it is denied and none_if_denied (a narrow IAM policy)."""
+    try:
         return dict(client.get_function_configuration(FunctionName=name))
+    except ClientError as err:
+        if none_if_denied and error_code(err) in DENIED:
+            return None
+        where = f"function {name}" + (f" ({env})" if env else "")
+        raise describe_error(err, "lambda:GetFunctionConfiguration", where) from err
+    except BotoCoreError as err:
+        raise describe_error(err, "lambda:GetFunctionConfiguration", f"function {name}") from err
+
+
+def fetch_log(factory: ClientFactory, function: str, request_id: str, since: datetime) -> str | None:
+    """The invocation's log lines from CloudWatch Logs, or None when they cannot be read (best effort)."""
+    try:
+        logs = factory.logs()
+        pages = logs.get_paginator("filter_log_events").paginate(
+            logGroupName=f"/aws/lambda/{function}",
+            startTime=int((since - timedelta(minutes=1)).timestamp() * 1000),
+            filterPattern=f'"{request_id}"',
+        )
+        lines = [event["message"].rstrip("\n") for page in pages for event in page.get("events", [])]
+    except (BotoCoreError, ClientError):
+        return None
+    return "\n".join(lines) + "\n" if lines else None
 
 
 def _did_not_run(err: Exception) -> bool:
@@ -226,7 +259,9 @@ def invoke(
     )
 
 
-def tested_version(configuration: dict[str, Any]) -> dict[str, Any]:
-    """What was tested: the code's digest, version and modification time."""
+def tested_version(configuration: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What was tested: the code's digest, version and modification time (None when the configuration was denied)."""
+    if configuration is None:
+        return None
     keys = ("CodeSha256", "Version", "LastModified", "Timeout", "MemorySize", "Architectures")
     return {key: configuration.get(key) for key in keys}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tasks.aws.clients import aws_errors, describe_error
+from tasks.aws.clients import aws_errors, describe_error, is_missing
 from tasks.contexts.files import write_atomic
 from tasks.pipeline.records import OutputCheck, StepResult
 from tasks.pipeline.runner import Verifier
@@ -65,7 +65,7 @@ def check_output(s3: S3Client, step: str, candidates: list[str], not_before: dat
         try:
             head = s3.head_object(Bucket=bucket, Key=key)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if is_missing(err):
                 continue
             return OutputCheck(step, uri, None, False, error=str(describe_error(err, "s3:GetObject", uri)))
         except BotoCoreError as err:

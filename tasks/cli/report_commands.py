@@ -14,13 +14,14 @@ from tasks.settings import load_settings
 
 
 def report_command(args: argparse.Namespace) -> int:
+    from tasks.aws import published_runs
     from tasks.reports import history
     from tasks.reports.html import render_compare_html
     from tasks.reports.markdown import render_compare, render_summary
 
     settings = load_settings(ROOT, {"VECTORA_ENV": args.env, "AWS_PROFILE": args.profile})
     store = context_store(settings)
-    published = history.published_runs(client_factory(settings).s3(), settings) if args.env else []
+    published = published_runs.published_runs(client_factory(settings).s3(), settings) if args.env else []
     if args.words:
         if args.words[0] != "compare":
             raise UsageError(f"unknown report action {args.words[0]!r}: use `report compare CLIENT_ID CLIENT_ID ...`")

@@ -115,8 +115,8 @@ def _run_on_env(
         print(f"{prefix}context {context.client_id}: running the workflow on {flow.target()}", flush=True)
         record = flow.run(context, plan)
         if args.publish or settings.publish_runs:
+            from tasks.aws.published_runs import publish
             from tasks.contexts.runs import RunFolder
-            from tasks.reports.history import publish
 
             where = publish(factory.s3(), settings, record, RunFolder(context.runs_dir / record.run_id))
             print(f"{prefix}published: {where}")

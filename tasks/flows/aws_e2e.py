@@ -8,11 +8,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.aws import client_configs, outputs
 from tasks.aws import clients as aws
@@ -183,7 +181,7 @@ class AwsE2E:
     ) -> RunRecord:
         settings = self.settings
         configs = self._configurations(plan)
-        record = replace(record, functions={s: aws.tested_version(c) if c else None for s, c in configs.items()})
+        record = replace(record, functions={s: aws.tested_version(c) for s, c in configs.items()})
         deadline = time.monotonic() + settings.e2e_timeout
         check = outputs.verifier(s3, settings, plan.env, plan.client_id, self.clock)
         earlier, reused = self._reverify(s3, context, plan) if plan.resumed_from else ((), [])
@@ -228,20 +226,10 @@ class AwsE2E:
     def _configurations(self, plan: Plan) -> dict[str, dict[str, Any] | None]:
         """Each function's configuration; None where reading it is not allowed (the default read timeout applies)."""
         client = self.clients.lambda_()
-        found: dict[str, dict[str, Any] | None] = {}
-        for step, name in plan.functions.items():
-            try:
-                found[step] = dict(client.get_function_configuration(FunctionName=name))
-            except ClientError as err:
-                if err.response.get("Error", {}).get("Code") in aws.DENIED:
-                    found[step] = None
-                    continue
-                raise aws.describe_error(
-                    err, "lambda:GetFunctionConfiguration", f"function {name} ({plan.env})"
-                ) from err
-            except BotoCoreError as err:
-                raise aws.describe_error(err, "lambda:GetFunctionConfiguration", f"function {name}") from err
-        return found
+        return {
+            step: aws.function_configuration(client, name, plan.env, none_if_denied=True)
+            for step, name in plan.functions.items()
+        }
 
     def _reverify(self, s3: Any, context: Context, plan: Plan) -> tuple[tuple[StepResult, ...], list[OutputCheck]]:
         """The passed steps a resumed run does not invoke, and their outputs checked again."""
@@ -265,23 +253,10 @@ class AwsE2E:
         for step in record.steps:
             if step.status == "passed" or not step.request_id:
                 continue
-            text = fetch_log(self.clients, step.function_name, step.request_id, datetime.fromisoformat(step.started_at))
+            text = aws.fetch_log(
+                self.clients, step.function_name, step.request_id, datetime.fromisoformat(step.started_at)
+            )
             if text:
                 folder.mkdir(parents=True, exist_ok=True)
                 masked = redact(text, secret_forms(self.settings.secrets))
                 write_atomic(folder / f"{step.step}.log", masked.encode("utf-8"))
-
-
-def fetch_log(factory: aws.ClientFactory, function: str, request_id: str, since: datetime) -> str | None:
-    """The invocation's log lines from CloudWatch Logs, or None when they cannot be read."""
-    try:
-        logs = factory.logs()
-        pages = logs.get_paginator("filter_log_events").paginate(
-            logGroupName=f"/aws/lambda/{function}",
-            startTime=int((since - timedelta(minutes=1)).timestamp() * 1000),
-            filterPattern=f'"{request_id}"',
-        )
-        lines = [event["message"].rstrip("\n") for page in pages for event in page.get("events", [])]
-    except (BotoCoreError, ClientError):
-        return None
-    return "\n".join(lines) + "\n" if lines else None
