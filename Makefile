@@ -83,6 +83,11 @@ rollback: $(VENV)/.installed
 	@test -n "$$CLIENT_ID" || { echo "usage: make rollback CLIENT_ID=lai_weekly_vN [ENV=dev]"; echo "exit 2: usage or bad input"; exit 2; }
 	@$(NOX) -s rollback -- $(FLAG_CLIENT) $(FLAG_ENV)
 
+.PHONY: pull  ## make a context of CLIENT_ID from ENV's config bucket (a client promoted from another machine)
+pull: $(VENV)/.installed
+	@test -n "$$CLIENT_ID" || { echo "usage: make pull CLIENT_ID=lai_weekly_vN [ENV=dev]"; echo "exit 2: usage or bad input"; exit 2; }
+	@$(NOX) -s pull -- $(FLAG_CLIENT) $(FLAG_ENV)
+
 ##@ Contexts
 .PHONY: context  ## create a context alone: [TEMPLATE=lai_weekly] [PURPOSE="..."]; prints its client_id
 context: $(VENV)/.installed

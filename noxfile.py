@@ -85,6 +85,12 @@ def upload_config(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def pull(session: nox.Session) -> None:
+    """Make a context of a client found in an env's S3 (promoted elsewhere): `-- --client-id ... --env dev`."""
+    _task(session, "pull")
+
+
+@nox.session(default=False)
 def rollback(session: nox.Session) -> None:
     """Restore what a context's last upload to an env replaced: `-- --client-id ... --env dev`."""
     _task(session, "rollback")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -87,6 +89,29 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 MAKE = ("make", "--no-print-directory")
+
+
+@contextlib.contextmanager
+def local_aws_server(clone: Path) -> Iterator[dict[str, str]]:
+    """`make local-aws`'s server (python -m tasks local-aws) in clone; yields the variables that point flows at it."""
+    server = subprocess.Popen(
+        [str(clone / ".venv" / "bin" / "python"), "-m", "tasks", "local-aws", "--port", "0"],
+        cwd=clone,
+        env=safe_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        first_line = server.stdout.readline()
+        endpoint = first_line.split()[3].rstrip(":")
+        assert endpoint.startswith("http://127.0.0.1:"), first_line
+        yield {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert server.returncode == 0
 
 
 def make_environ(**variables: str) -> dict[str, str]:

@@ -104,7 +104,10 @@ def test_a_healthy_pipeline_passes_with_one_execution_per_function(rig: Rig) -> 
     assert document["endpoint"] == rig.settings.endpoint("s3")
     assert "not a pass on the real dev" in document["target"]
     assert len([o for o in document["outputs"] if o["ok"]]) == 5
-    assert rig.store.load(rig.context.client_id).envs["dev"]["last_run"]["status"] == "passed"
+    context = rig.store.load(rig.context.client_id)
+    last = context.target("dev", rig.settings.endpoint("s3")).last_run
+    assert last is not None and last.status == "passed" and last.config_sha256 == rig.context.config_sha256
+    assert context.target("dev", None).last_run is None  # an emulated pass never counts as the real dev
 
 
 @pytest.mark.parametrize(

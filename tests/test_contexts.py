@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def test_client_ids_count_up_from_v1_and_skip_versions_seen_elsewhere(store: Con
 
 def test_a_client_id_is_never_reused_even_when_its_context_failed(store: ContextStore) -> None:
     failed = store.create("lai_weekly", "will fail", NOW)
-    store.update(failed.client_id, lambda record: record.update(status="failed"))
+    store.update(failed.client_id, lambda context: replace(context, status="failed"))
     assert store.create("lai_weekly", "next", NOW).client_id == "lai_weekly_v2"
 
 
@@ -159,8 +160,13 @@ def test_sixteen_concurrent_creations_get_sixteen_distinct_ids(contexts_dir: Pat
         (lambda record: [], "is not a JSON object but list"),
         (lambda record: {k: v for k, v in record.items() if k != "template"}, "lacks the key 'template'"),
         (lambda record: record | {"runs": {"a": 1}}, "'runs' should be a list, not dict"),
-        (lambda record: record | {"runs": [{"run_id": 1}]}, "'runs' holds an entry without string"),
-        (lambda record: record | {"local": {"last_run": []}}, "'local' or 'envs' holds a record whose last_run"),
+        (lambda record: record | {"runs": [{"run_id": 1}]}, "runs[] lacks the key 'env'"),
+        (
+            lambda record: record | {"runs": [{"run_id": 1, "env": "local", "status": "x", "started_at": "t"}]},
+            "runs[].run_id should be a string",
+        ),
+        (lambda record: record | {"local": {"run_id": "r"}}, "local lacks the key 'env'"),
+        (lambda record: record | {"targets": {"dev": []}}, "targets['dev'] should be an object, not list"),
         (lambda record: record | {"client_id": "lai_weekly_v9"}, "names client_id 'lai_weekly_v9'"),
     ],
 )
@@ -168,7 +174,7 @@ def test_a_broken_record_is_named_refused_and_listed_as_broken(store: ContextSto
     context = store.create("lai_weekly", "to break", datetime.now(UTC))
     path = context.path / "context.json"
     path.write_text(json.dumps(change(json.loads(path.read_text()))))
-    for action in (lambda: store.load(context.client_id), lambda: store.update(context.client_id, lambda r: None)):
+    for action in (lambda: store.load(context.client_id), lambda: store.update(context.client_id, lambda c: c)):
         with pytest.raises(ConfigError, match=re.escape(f"{path}: {problem}")):
             action()
     [broken] = store.scan()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.aws import client_configs
 from tasks.contexts.files import run_lock
 from tasks.contexts.store import ContextStore
 from tasks.errors import Busy
@@ -64,7 +65,9 @@ def test_a_new_context_passes_end_to_end_and_leaves_a_newsletter(contexts_dir: P
     assert newsletter.startswith(f"# {context.client_id}") and "Read more" in newsletter
     assert "PASSED" in (run_dir / "report.md").read_text()
     reloaded = store.load(context.client_id)
-    assert reloaded.status == "passed" and reloaded.local["last_run"]["run_id"] == record.run_id
+    assert reloaded.status == "passed" and reloaded.local and reloaded.local.run_id == record.run_id
+    assert reloaded.local.config_sha256 == client_configs.sha256(context.config_path.read_bytes())
+    assert reloaded.local.checks_total == 13 and reloaded.local.total_seconds
 
 
 def test_a_rerun_makes_a_new_run_not_a_new_context(contexts_dir: Path, store: ContextStore) -> None:
@@ -74,7 +77,7 @@ def test_a_rerun_makes_a_new_run_not_a_new_context(contexts_dir: Path, store: Co
     second = flow.run(flow.context(context.client_id, "lai_weekly", None))
     assert first.run_id != second.run_id
     assert [c.client_id for c in store.list()] == [context.client_id]
-    assert [r["run_id"] for r in store.load(context.client_id).runs] == [first.run_id, second.run_id]
+    assert [r.run_id for r in store.load(context.client_id).runs] == [first.run_id, second.run_id]
 
 
 def test_a_failing_handler_fails_the_run_stops_and_is_recorded(

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.conftest import make, safe_environ
+from tests.conftest import local_aws_server, make
 
 
 def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
@@ -82,19 +80,7 @@ def test_make_help_lists_every_target_with_a_line(clone: Path) -> None:
 
 def test_promote_then_aws_e2e_against_make_local_aws(clone: Path) -> None:
     """The AWS flows end to end on a machine with no account: `make local-aws` in one terminal, the flows in another."""
-    server = subprocess.Popen(
-        [str(clone / ".venv" / "bin" / "python"), "-m", "tasks", "local-aws", "--port", "0"],
-        cwd=clone,
-        env=safe_environ(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        first_line = server.stdout.readline()
-        endpoint = first_line.split()[3].rstrip(":")
-        assert endpoint.startswith("http://127.0.0.1:"), first_line
-        flows = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+    with local_aws_server(clone) as flows:
         assert make(clone, "local-e2e", "CLIENT_ID=lai_weekly_v1").returncode == 0
         promoted = make(clone, "promote", "ENV=dev", "CLIENT_ID=lai_weekly_v1", **flows)
         assert promoted.returncode == 0, promoted.stderr
@@ -111,10 +97,6 @@ def test_promote_then_aws_e2e_against_make_local_aws(clone: Path) -> None:
         assert rolled.returncode == 0 and "removed the key" in rolled.stdout
         missing = make(clone, "aws-e2e", "ENV=dev", "CLIENT_ID=lai_weekly_v1", **flows)
         assert "promote the context first" in missing.stderr
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
-    assert server.returncode == 0
 
 
 def test_make_report_summarizes_rerenders_and_compares(clone: Path) -> None:

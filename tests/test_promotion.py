@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from tasks.aws import client_configs
 from tasks.aws import clients as aws
+from tasks.contexts.records import RunSummary, TargetRecord
 from tasks.contexts.store import Context, ContextStore
 from tasks.errors import Conflict, EnvironmentProblem, UsageError
 from tasks.flows.config_flows import ConfigFlows
@@ -46,19 +48,20 @@ def flows(contexts_dir: Path, s3, endpoint: str) -> ConfigFlows:
 
 
 def passed_locally(store: ContextStore, context: Context) -> Context:
-    """Record a passed local run of the context's current config (what LocalE2E records)."""
-    run = {
-        "run_id": "r1",
-        "env": "local",
-        "status": "passed",
-        "finished_at": now().isoformat(),
-        "config_sha256": context.config_sha256,
-    }
-    return store.update(context.client_id, lambda record: record.update(local={"last_run": run}))
+    """Record a passed local run that tested the context's current config bytes (what LocalE2E records)."""
+    at = now().isoformat()
+    tested = client_configs.sha256(context.config_path.read_bytes())
+    run = RunSummary(f"r{len(context.runs) + 1}", "local", "passed", at, at, config_sha256=tested)
+    return store.update(context.client_id, lambda current: replace(current, runs=(*current.runs, run), local=run))
 
 
 def new_context(flows: ConfigFlows, purpose: str = "promote me") -> Context:
     return passed_locally(flows.store, flows.store.create("lai_weekly", purpose, now()))
+
+
+def dev(flows: ConfigFlows, context: Context) -> TargetRecord:
+    """The context's record of dev on the flows' (emulated) endpoint, as stored now."""
+    return flows.store.load(context.client_id).target("dev", flows.endpoint)
 
 
 def key(context: Context) -> str:
@@ -72,8 +75,6 @@ def body(s3, context: Context) -> bytes:
 def edit_config(flows: ConfigFlows, context: Context, text: str) -> Context:
     """Change the context's config file and record it as passed locally again."""
     context.config_path.write_bytes(context.config_path.read_bytes() + text.encode())
-    sha = client_configs.sha256(context.config_path.read_bytes())
-    flows.store.update(context.client_id, lambda record: record.update(config_sha256=sha))
     return passed_locally(flows.store, flows.store.load(context.client_id))
 
 
@@ -82,19 +83,20 @@ def test_promote_creates_the_key_and_records_the_promotion(flows: ConfigFlows, s
     outcome = flows.promote(context)
     assert outcome.plan.action == "create"
     assert body(s3, context) == context.config_path.read_bytes()
-    promotion = flows.store.load(context.client_id).envs["dev"]["promotion"]
-    assert promotion["sha256"] == context.config_sha256 and promotion["forced"] is False
-    assert promotion["replaced"] is None and promotion["at"]
+    promotion = dev(flows, context).promotion
+    assert promotion is not None and promotion.sha256 == context.config_sha256 and promotion.forced is False
+    assert promotion.replaced is None and promotion.at and promotion.endpoint == flows.endpoint
+    assert flows.store.load(context.client_id).target("dev", None).promotion is None  # not the real dev
 
 
 def test_promoting_identical_content_uploads_nothing(flows: ConfigFlows, s3) -> None:
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     context = new_context(flows)
-    first = flows.promote(context).record
+    first = flows.promote(context).upload
     second = flows.promote(flows.store.load(context.client_id))
     assert second.plan.action == "unchanged" and second.plan.diff() == ""
     versions = s3.list_object_versions(Bucket=BUCKET, Prefix=key(context))["Versions"]
-    assert [v["VersionId"] for v in versions] == [first["version_id"]]
+    assert first is not None and [v["VersionId"] for v in versions] == [first.version_id]
 
 
 def test_promote_refuses_without_a_passed_local_run_unless_forced(flows: ConfigFlows, s3) -> None:
@@ -103,29 +105,36 @@ def test_promote_refuses_without_a_passed_local_run_unless_forced(flows: ConfigF
         flows.promote(context)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="clients/")
     flows.promote(context, force=True)
-    assert flows.store.load(context.client_id).envs["dev"]["promotion"]["forced"] is True
+    promotion = dev(flows, context).promotion
+    assert promotion is not None and promotion.forced is True
 
 
 def test_promote_refuses_a_config_changed_since_its_local_run(flows: ConfigFlows) -> None:
     context = new_context(flows)
     context.config_path.write_bytes(context.config_path.read_bytes() + b"# edited\n")
-    with pytest.raises(UsageError, match="config changed since its last local run"):
+    with pytest.raises(UsageError, match="config changed since its last passed local run r1"):
         flows.promote(context)
+
+
+def test_an_edited_config_rerun_locally_can_be_promoted(flows: ConfigFlows, s3) -> None:
+    context = edit_config(flows, new_context(flows), "# tuned after review\n")
+    flows.promote(context)
+    assert body(s3, context).endswith(b"# tuned after review\n")
 
 
 def test_an_update_on_a_versioned_bucket_keeps_the_previous_version_and_rolls_back(flows: ConfigFlows, s3) -> None:
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     context = new_context(flows)
     original = context.config_path.read_bytes()
-    first = flows.promote(context).record
+    first = flows.promote(context).upload
     context = edit_config(flows, context, "# tuned\n")
     outcome = flows.promote(context)
     assert outcome.plan.action == "update" and "+# tuned" in outcome.plan.diff()
-    assert outcome.record["replaced"]["version_id"] == first["version_id"]
+    assert first and outcome.upload and (outcome.upload.replaced or {})["version_id"] == first.version_id
     assert body(s3, context).endswith(b"# tuned\n")
     result = flows.rollback(flows.store.load(context.client_id))
-    assert body(s3, context) == original and result["restored"] == client_configs.sha256(original)
-    assert flows.store.load(context.client_id).envs["dev"]["promotion"] is None
+    assert body(s3, context) == original and result.restored == client_configs.sha256(original)
+    assert dev(flows, context).promotion is None
 
 
 def test_an_update_on_an_unversioned_bucket_backs_up_and_rolls_back(flows: ConfigFlows, s3) -> None:
@@ -133,8 +142,9 @@ def test_an_update_on_an_unversioned_bucket_backs_up_and_rolls_back(flows: Confi
     original = context.config_path.read_bytes()
     flows.promote(context)
     context = edit_config(flows, context, "# tuned\n")
-    record = flows.promote(context).record
-    backup = Path(record["replaced"]["backup"])
+    upload = flows.promote(context).upload
+    assert upload is not None and upload.replaced is not None
+    backup = Path(upload.replaced["backup"])
     assert backup.read_bytes() == original and backup.is_relative_to(context.path)
     flows.rollback(flows.store.load(context.client_id))
     assert body(s3, context) == original
@@ -144,7 +154,7 @@ def test_rolling_back_a_first_upload_removes_the_key_and_versions_still_count(fl
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     context = new_context(flows)
     flows.promote(context)
-    assert flows.rollback(flows.store.load(context.client_id))["restored"] is None
+    assert flows.rollback(flows.store.load(context.client_id)).restored is None
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=BUCKET, Key=key(context))
     assert client_configs.used_versions(s3, BUCKET, "clients/{client_id}.yaml", "lai_weekly") == [1]
@@ -158,7 +168,7 @@ def test_a_key_this_context_did_not_write_is_never_overwritten(flows: ConfigFlow
     with pytest.raises(UsageError, match="this context did not write"):
         flows.promote(context)
     assert body(s3, context) == b"someone else's config\n"
-    assert not flows.store.load(context.client_id).envs
+    assert not flows.store.load(context.client_id).targets
 
 
 def test_a_concurrent_change_is_detected_by_the_conditional_put(flows: ConfigFlows, s3) -> None:
@@ -173,9 +183,9 @@ def test_a_concurrent_change_is_detected_by_the_conditional_put(flows: ConfigFlo
 def test_a_dry_run_shows_the_plan_and_writes_nothing(flows: ConfigFlows, s3) -> None:
     context = new_context(flows)
     outcome = flows.promote(context, dry_run=True)
-    assert outcome.record is None and outcome.plan.action == "create"
+    assert outcome.upload is None and outcome.plan.action == "create"
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="clients/")
-    assert not flows.store.load(context.client_id).envs
+    assert not flows.store.load(context.client_id).targets
 
 
 def test_a_missing_bucket_is_an_environment_problem(contexts_dir: Path, s3, endpoint: str) -> None:
@@ -221,7 +231,8 @@ def test_upload_config_cli_shows_the_diff_and_records_the_upload(
     assert "+# more" in planned.stdout and "plan: update" in planned.stdout
     assert not body(s3, context).endswith(b"# more\n")
     record = json.loads((context.path / "context.json").read_text())
-    assert len(record["envs"]["dev"]["uploads"]) == 1 and "promotion" not in record["envs"]["dev"]
+    [target] = record["targets"].values()
+    assert len(target["uploads"]) == 1 and target["promotion"] is None and target["endpoint"] == endpoint
 
 
 @pytest.mark.parametrize(

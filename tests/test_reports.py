@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tasks.contexts.runs import summarize
 from tasks.pipeline.checks import CheckResult
 from tasks.pipeline.judging import step_result
 from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResult
@@ -280,11 +281,12 @@ def test_compare_shows_each_runs_checks_and_names_those_that_did_not_hold() -> N
 def test_the_summary_lists_each_context_with_its_envs() -> None:
     text = render_summary(
         [
-            ContextRow("lai_weekly_v4", "p", "passed", {"local": "passed", "dev": "failed"}, real_record()),
+            ContextRow("lai_weekly_v4", "p", "passed", {"local": "passed", "dev": "failed"}, summarize(real_record())),
             ContextRow("lai_weekly_v5", "q", "new", {}, None),
         ]
     )
-    assert "| `lai_weekly_v4` | p | dev: failed, local: passed | 20261126T080000Z-dev-abcd | ✅ PASSED |" in text
+    row = "| `lai_weekly_v4` | p | dev: failed, local: passed | 20261126T080000Z-dev-abcd | ✅ PASSED | 112.42 s |"
+    assert row + " $0.0013 |" in text  # total time and cost from the run's summary, not its run.json
     assert "| `lai_weekly_v5` | q | n/a | n/a | n/a | n/a | n/a |" in text
 
 

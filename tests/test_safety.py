@@ -102,7 +102,7 @@ def test_a_run_folder_deleted_by_hand_is_handled(contexts_dir: Path, existing: s
     assert run_tasks(env, "local-e2e", "--client-id", existing).returncode == 0
     store = ContextStore(contexts_dir)
     for run in store.load(existing).runs:
-        shutil.rmtree(contexts_dir / existing / "runs" / run["run_id"])
+        shutil.rmtree(contexts_dir / existing / "runs" / run.run_id)
     result = refused(env, "report", "--client-id", existing)
     assert f"{existing} has no run with a run.json (deleted by hand?)" in result.stderr
     summary = run_tasks(env, "report")
@@ -207,8 +207,8 @@ def test_an_s3_outage_during_upload_keeps_the_previous_config_and_does_not_promo
     assert outage.refused_puts >= 1
     after = s3.get_object(Bucket="vectora-inbox-config-dev", Key=f"clients/{context.client_id}.yaml")["Body"].read()
     assert after == before
-    record = store.load(context.client_id).envs["dev"]
-    assert len(record["uploads"]) == 1 and len(record["promotions"]) == 1
+    [target] = store.load(context.client_id).targets.values()
+    assert len(target.uploads) == 1 and target.promotion is not None
 
 
 def test_a_second_run_of_the_same_context_refuses_while_the_first_runs(contexts_dir: Path, slow_handler: Path) -> None:
@@ -259,8 +259,8 @@ def test_a_full_disk_during_a_run_is_exit_3_and_the_run_is_recorded_failed(
     assert main(["local-e2e"]) == 3
     assert "No space left on device" in capsys.readouterr().err
     run = ContextStore(in_process).load("lai_weekly_v1").runs[-1]
-    written = json.loads((in_process / "lai_weekly_v1" / "runs" / run["run_id"] / "run.json").read_text())
-    assert (run["status"], written["status"], written["exit_code"]) == ("failed", "failed", 3)
+    written = json.loads((in_process / "lai_weekly_v1" / "runs" / run.run_id / "run.json").read_text())
+    assert (run.status, written["status"], written["exit_code"]) == ("failed", "failed", 3)
 
 
 def test_a_full_disk_for_the_step_summary_is_exit_3_not_a_traceback(contexts_dir: Path) -> None:

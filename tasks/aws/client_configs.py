@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from tasks.aws.clients import aws_errors, error_code, is_missing
 from tasks.contexts.client_config import sha256
 from tasks.contexts.files import write_atomic
+from tasks.contexts.records import Upload
 from tasks.errors import Conflict, UsageError
 
 if TYPE_CHECKING:
@@ -152,27 +153,30 @@ def _conditional_put(
             raise
 
 
-def rollback(s3: S3Client, upload: dict[str, Any], client_id: str) -> dict[str, Any]:
-    """Put back what upload replaced (or delete the key when it replaced nothing), if the key still holds upload."""
-    bucket, _, key = upload["uri"].removeprefix("s3://").partition("/")
+def rollback(s3: S3Client, upload: Upload, client_id: str) -> tuple[str | None, str | None]:
+    """Put back what upload replaced (or delete the key when it replaced nothing), if the key still holds upload.
+
+    Returns the SHA-256 of what was restored (None: the key was deleted) and the new S3 version, if any.
+    """
+    bucket, _, key = upload.uri.removeprefix("s3://").partition("/")
     current = read_remote(s3, bucket, key)
-    if current.sha256 != upload["sha256"]:
+    if current.sha256 != upload.sha256:
         raise Conflict(
-            f"{upload['uri']} no longer holds the config that was uploaded (sha256 {upload['sha256'][:12]}...): "
+            f"{upload.uri} no longer holds the config that was uploaded (sha256 {upload.sha256[:12]}...): "
             "someone changed it since; nothing rolled back"
         )
-    replaced = upload.get("replaced")
+    replaced = upload.replaced
     if replaced is None:
-        with aws_errors("s3:DeleteObject", upload["uri"]):
+        with aws_errors("s3:DeleteObject", upload.uri):
             s3.delete_object(Bucket=bucket, Key=key)
-        return {"restored": None}
+        return None, None
     if replaced.get("version_id"):
-        with aws_errors("s3:GetObjectVersion", upload["uri"]):
+        with aws_errors("s3:GetObjectVersion", upload.uri):
             body = s3.get_object(Bucket=bucket, Key=key, VersionId=replaced["version_id"])["Body"].read()
     else:
         body = Path(replaced["backup"]).read_bytes()
     answer = _conditional_put(s3, bucket, key, body, client_id, {"IfMatch": current.etag or "*"})
-    return {"restored": sha256(body), "version_id": answer.get("VersionId")}
+    return sha256(body), answer.get("VersionId")
 
 
 def used_versions(s3: S3Client, bucket: str, key_template: str, template: str) -> list[int]:

@@ -7,7 +7,7 @@ import traceback
 from collections.abc import Sequence
 
 from tasks.cli.common import ROOT
-from tasks.cli.config_commands import promote_command, rollback_command, upload_config_command
+from tasks.cli.config_commands import promote_command, pull_command, rollback_command, upload_config_command
 from tasks.cli.context_commands import context_list_command, context_new_command, context_show_command
 from tasks.cli.parser import build_parser
 from tasks.cli.report_commands import report_command
@@ -36,6 +36,7 @@ COMMANDS = {
     ("upload-config", None): upload_config_command,
     ("promote", None): promote_command,
     ("rollback", None): rollback_command,
+    ("pull", None): pull_command,
     ("aws-e2e", None): aws_e2e_command,
     ("local-aws", None): local_aws_command,
     ("report", None): report_command,

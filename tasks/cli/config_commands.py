@@ -21,12 +21,13 @@ def _show_plan(outcome: Any, dry_run: bool) -> None:
         print(f"new key: {len(plan.local.splitlines())} lines, sha256 {plan.local_sha256}")
     keep = "previous version kept (versioned bucket)" if plan.versioned else "previous config backed up locally"
     done = {"create": "create", "update": f"update ({keep})", "unchanged": "nothing to do: identical content"}
-    print(f"{'plan' if dry_run else 'done'}: {done[plan.action]} {plan.uri}")
-    record = outcome.record
-    if record and record.get("version_id"):
-        print(f"version: {record['version_id']}")
-    if record and (record.get("replaced") or {}).get("backup"):
-        print(f"backup: {os.path.relpath(record['replaced']['backup'])}")
+    where = f"custom endpoint {outcome.endpoint}" if outcome.endpoint else "AWS"
+    print(f"{'plan' if dry_run else 'done'}: {done[plan.action]} {plan.uri} on {where}")
+    upload = outcome.upload
+    if upload and upload.version_id:
+        print(f"version: {upload.version_id}")
+    if upload and (upload.replaced or {}).get("backup"):
+        print(f"backup: {os.path.relpath(upload.replaced['backup'])}")
 
 
 def _config_flows(settings: Settings) -> Any:
@@ -45,8 +46,8 @@ def upload_config_command(args: argparse.Namespace) -> int:
 
 
 def _local_pass_time(context: Context) -> str | None:
-    last = (context.local or {}).get("last_run") or {}
-    return last.get("finished_at") if last.get("status") == "passed" else None
+    passed = context.last_local_pass
+    return passed.finished_at if passed else None
 
 
 def promote_command(args: argparse.Namespace) -> int:
@@ -60,13 +61,28 @@ def promote_command(args: argparse.Namespace) -> int:
     return EXIT_PASSED
 
 
+def pull_context(settings: Settings, client_id: str) -> Context:
+    """A new context holding the config of client_id as found in the env's S3 (recorded as pulled)."""
+    return _config_flows(settings).pull(validate_client_id(client_id), utc_now())
+
+
+def pull_command(args: argparse.Namespace) -> int:
+    settings = env_settings(args)
+    context = pull_context(settings, args.client_id)
+    pulled = context.pulled
+    assert pulled is not None
+    where = f"custom endpoint {pulled.endpoint}" if pulled.endpoint else "AWS"
+    version = f", version {pulled.version_id}" if pulled.version_id else ""
+    print(f"pulled {context.client_id} from {pulled.uri} on {where} (sha256 {pulled.sha256[:12]}...{version})")
+    print(f"context: {os.path.relpath(context.path)}")
+    return EXIT_PASSED
+
+
 def rollback_command(args: argparse.Namespace) -> int:
     settings = env_settings(args)
     context = context_store(settings).load(validate_client_id(args.client_id))
     confirm_prod(settings, args.yes, f"roll back {context.client_id}'s config")
-    result = _config_flows(settings).rollback(context)
-    restored = (
-        "removed the key (it did not exist before)" if result["restored"] is None else "restored the previous config"
-    )
-    print(f"rollback {result['uri']}: {restored}")
+    done = _config_flows(settings).rollback(context)
+    restored = "removed the key (it did not exist before)" if done.restored is None else "restored the previous config"
+    print(f"rollback {done.uri}: {restored}")
     return EXIT_PASSED

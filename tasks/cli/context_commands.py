@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
-from typing import Any
 
 from tasks.cli.common import ROOT, client_factory, context_store
 from tasks.contexts.files import lock_held
+from tasks.contexts.records import RunSummary, target_label
 from tasks.contexts.store import BrokenContext, Context, default_purpose, utc_now
 from tasks.errors import EXIT_PASSED
 from tasks.settings import Settings, load_settings
@@ -47,22 +47,22 @@ def _one_line(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _run_text(context: Context, run: dict[str, Any] | None) -> str:
+def _run_text(context: Context, run: RunSummary | None) -> str:
     if not run:
         return "-"
-    status = run["status"]
+    status = run.status
     if status == "running" and not lock_held(context.path / ".run.lock"):
         status = "unfinished"
-    where = f"{run['env']}@endpoint" if run.get("endpoint") and run["env"] != "local" else run["env"]
-    return f"{where} {run['run_id']} {status}"
+    return f"{target_label(run.env, run.endpoint)} {run.run_id} {status}"
 
 
 def _row(context: Context | BrokenContext) -> str:
     if isinstance(context, BrokenContext):
         return f"{context.client_id:<22} {'broken':<12} {'-':<16} {'-':<42} {_one_line(context.problem, 200)}"
-    promoted = ",".join(env for env, record in sorted(context.envs.items()) if record.get("promotion")) or "-"
+    promoted = ",".join(sorted(target_label(t.env, t.endpoint) for t in context.targets.values() if t.promotion))
+    last = _run_text(context, context.last_run)
     return (
-        f"{context.client_id:<22} {context.status:<12} {promoted:<16} {_run_text(context, context.last_run):<42} "
+        f"{context.client_id:<22} {context.status:<12} {promoted or '-':<16} {last:<42} "
         f"{_one_line(context.purpose, 60)}"
     )
 

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = commands.add_parser("rollback", help="restore the config the context's last upload replaced")
     _env_options(rollback, client_required=True)
 
+    pull = commands.add_parser("pull", help="make a context of a client found in an env's S3 (promoted elsewhere)")
+    _env_options(pull, client_required=True)
+
     e2e = commands.add_parser("aws-e2e", help="invoke an env's three Lambdas in order, verify outputs, record")
     _env_options(e2e)
     e2e.add_argument("--client-ids", nargs="+", default=None, metavar="CLIENT_ID", help="run several contexts")

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from tasks.cli.common import ROOT, client_factory, context_store
+from tasks.contexts.records import to_json
 from tasks.contexts.store import validate_client_id
 from tasks.errors import EXIT_PASSED, UsageError
 from tasks.settings import load_settings
@@ -57,7 +58,7 @@ def report_command(args: argparse.Namespace) -> int:
                         "purpose": r.purpose,
                         "status": r.status,
                         "envs": r.envs,
-                        "last_run": r.last.to_json() if r.last else None,
+                        "last_run": to_json(r.last) if r.last else None,
                     }
                     for r in rows
                 ],

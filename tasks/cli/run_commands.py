@@ -13,7 +13,6 @@ from tasks.cli.common import (
     ROOT,
     client_factory,
     confirm_prod,
-    context_for,
     context_store,
     env_settings,
     finish_run,
@@ -23,7 +22,7 @@ from tasks.cli.common import (
 )
 from tasks.cli.context_commands import create_context
 from tasks.contexts.store import Context, utc_now, validate_client_id
-from tasks.errors import EXIT_MEANINGS, EXIT_PASSED, ToolkitError
+from tasks.errors import EXIT_MEANINGS, EXIT_PASSED, ToolkitError, UsageError
 from tasks.settings import Settings, load_settings
 
 AWS_ENVS = ("dev", "stage", "prod", "local")
@@ -45,23 +44,33 @@ def local_e2e_command(args: argparse.Namespace) -> int:
     return finish_run(context, flow.run(context, payload))
 
 
-def _promotion_time(env: str) -> Callable[[Context], str | None]:
-    return lambda c: ((c.envs.get(env) or {}).get("promotion") or {}).get("at")
+def _promotion_time(env: str, endpoint: str | None) -> Callable[[Context], str | None]:
+    """When each context was last promoted to env on endpoint (an emulated promotion never counts for AWS)."""
+    return lambda c: promotion.at if (promotion := c.target(env, endpoint).promotion) else None
 
 
 def aws_e2e_command(args: argparse.Namespace) -> int:
+    from tasks.cli.config_commands import pull_context
     from tasks.flows.aws_e2e import parse_payload
     from tasks.flows.parallel import run_bounded, worst
 
     settings = env_settings(args)
     store = context_store(settings)
-    if args.client_ids:
-        contexts = [store.load(validate_client_id(c)) for c in dict.fromkeys(args.client_ids)]
+    named = list(dict.fromkeys(args.client_ids or ([args.client_id] if args.client_id is not None else [])))
+    missing = [c for c in named if not store.exists(validate_client_id(c))]
+    if missing and args.dry_run:
+        raise UsageError(
+            f"no context {missing[0]} here, and a dry run makes no AWS call: `make pull CLIENT_ID={missing[0]}` "
+            "fetches it from the env's S3"
+        )
+    for client_id in missing:  # a client someone else promoted: pull its config into a context, then run it
+        pulled = pull_context(settings, client_id)
+        print(f"no context {client_id} here: pulled {pulled.pulled.uri if pulled.pulled else ''}", flush=True)
+    if named:
+        contexts = [store.load(c) for c in named]
     else:
-        promoted = _promotion_time(settings.env)
-        contexts = [
-            context_for(settings, args.client_id, lambda cs: latest(cs, promoted, f"promoted to {settings.env}"))
-        ]
+        promoted = _promotion_time(settings.env, settings.endpoint("s3"))
+        contexts = [latest(store.list(), promoted, f"promoted to {settings.env}")]
     payloads = {c.client_id: parse_payload(args.payload, c.client_id) for c in contexts}
     if args.dry_run:  # a dry run makes no AWS call: no credentials needed
         for context in contexts:

@@ -24,22 +24,29 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
-    """Parse a YAML mapping, naming the file (and line) when it is not one."""
+def parse_yaml(data: bytes | str, where: str | Path) -> dict[str, Any]:
+    """Parse a YAML mapping, naming where it comes from (and the line) when it is not one."""
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
+        document = yaml.load(data, Loader=SAFE_LOADER)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(err, 'problem', err)})") from err
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
+        at = f"{where}:{mark.line + 1}" if mark else str(where)
+        raise ConfigError(f"{at}: not valid YAML ({getattr(err, 'problem', err)})") from err
     if not isinstance(document, dict):
-        raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+        raise ConfigError(f"{where}: expected a YAML mapping at the top level")
     return document
 
 
-def check_required_keys(document: Mapping[str, Any], path: Path) -> None:
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML file holding a mapping, naming the file (and line) when it does not."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})") from err
+    return parse_yaml(text, path)
+
+
+def check_required_keys(document: Mapping[str, Any], path: str | Path) -> None:
     """Raise ConfigError naming the first required key that is missing."""
     for dotted in REQUIRED_KEYS:
         node: Any = document
@@ -49,14 +56,23 @@ def check_required_keys(document: Mapping[str, Any], path: Path) -> None:
             node = node[part]
 
 
-def read_config(path: Path, client_id: str) -> bytes:
-    """A context's client config, checked before use: valid YAML, the required keys, its own client_id."""
-    document = load_yaml(path)
-    check_required_keys(document, path)
+def check_config(data: bytes, where: str | Path, client_id: str) -> None:
+    """A client config checked before use: valid YAML, the required keys, its own client_id."""
+    document = parse_yaml(data, where)
+    check_required_keys(document, where)
     found = document["client_profile"]["client_id"]
     if found != client_id:
-        raise ConfigError(f"{path}: client_profile.client_id is {found!r}, expected {client_id!r}")
-    return path.read_bytes()
+        raise ConfigError(f"{where}: client_profile.client_id is {found!r}, expected {client_id!r}")
+
+
+def read_config(path: Path, client_id: str) -> bytes:
+    """A context's client config file's bytes, checked before use (check_config)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
+    check_config(data, path, client_id)
+    return data
 
 
 def _fill(node: Any, values: Mapping[str, str], path: Path) -> Any:
@@ -80,6 +96,9 @@ def render_template(path: Path, values: Mapping[str, str]) -> bytes:
     template = load_yaml(path)
     check_required_keys(template, path)
     rendered = _fill(template, values, path)
-    header = f"# Rendered from {path.name} by the Vectora Inbox E2E toolkit. Do not edit: create a new context.\n"
+    header = (
+        f"# Rendered from {path.name} by the Vectora Inbox E2E toolkit. Edit it here if you need to, then rerun\n"
+        "# `make local-e2e CLIENT_ID=...`: promote uploads only the bytes a passed local run tested.\n"
+    )
     body = yaml.safe_dump(rendered, sort_keys=False, allow_unicode=True, width=120)
     return (header + body).encode("utf-8")

@@ -9,16 +9,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.contexts.files import run_lock, write_atomic, write_json
+from tasks.contexts.records import RunSummary
 from tasks.contexts.store import Context, ContextStore
 from tasks.errors import EXIT_MEANINGS, ToolkitError, as_toolkit_error
-from tasks.contexts.files import run_lock, write_atomic, write_json
+from tasks.masking import mask, redact, secret_forms
+from tasks.pipeline.records import RunRecord
+from tasks.reports.figures import cost, total_seconds
+from tasks.reports.html import render_html
 from tasks.reports.junit import render_junit
 from tasks.reports.markdown import About, render_markdown
-from tasks.reports.html import render_html
-from tasks.masking import mask, redact, secret_forms
-from tasks.signals import interrupted_code
-from tasks.pipeline.records import RunRecord
 from tasks.reports.workflow_log import render_workflow_log
+from tasks.signals import interrupted_code
 
 
 def new_run_id(now: datetime, env: str) -> str:
@@ -80,16 +82,24 @@ def write_reports(folder: RunFolder, record: RunRecord, context: Context, secret
     return [folder.path / name for name in rendered]
 
 
-def _summary(record: RunRecord) -> dict[str, Any]:
-    return {
-        "run_id": record.run_id,
-        "env": record.env,
-        "status": record.status,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "endpoint": record.endpoint,
-        "config_sha256": record.config_sha256,
-    }
+def summarize(record: RunRecord) -> RunSummary:
+    """What context.json keeps of a run: enough to list and summarize it without reading its run.json."""
+    return RunSummary(
+        run_id=record.run_id,
+        env=record.env,
+        status=record.status,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        endpoint=None if record.env == "local" else record.endpoint,
+        config_sha256=record.config_sha256,
+        total_seconds=total_seconds(record),
+        cost_usd=cost(record, record.region or "eu-west-3").usd,
+        checks_held=sum(1 for c in record.checks if c.ok),
+        checks_total=len(record.checks),
+        warnings=len(record.warnings),
+        failed_checks=tuple(f"{c.step}.{c.name}" for c in record.checks if c.failed),
+        exit_code=record.exit_code,
+    )
 
 
 class RunRecorder:
@@ -121,16 +131,14 @@ class RunRecorder:
         self._record_in_context(record)
 
     def _record_in_context(self, record: RunRecord) -> None:
-        summary = _summary(record)
+        summary = summarize(record)
 
-        def change(document: dict[str, Any]) -> None:
-            runs = [r for r in document.get("runs", []) if r["run_id"] != record.run_id]
-            document["runs"] = [*runs, summary]
-            document["status"] = record.status
+        def change(context: Context) -> Context:
+            runs = (*(r for r in context.runs if r.run_id != record.run_id), summary)
+            context = replace(context, runs=runs, status=record.status)
             if record.env == "local":
-                document["local"] = {"last_run": summary}
-            else:
-                document.setdefault("envs", {}).setdefault(record.env, {})["last_run"] = summary
+                return replace(context, local=summary)
+            return context.with_target(replace(context.target(record.env, summary.endpoint), last_run=summary))
 
         self.store.update(self.context.client_id, change)
 
@@ -143,9 +151,10 @@ def new_record(
     event: dict[str, Any],
     now: datetime,
     region: str,
+    config_sha256: str | None,
     **extra: Any,
 ) -> RunRecord:
-    """The record of a run that is starting."""
+    """The record of a run that is starting; config_sha256 is that of the config bytes this run tests."""
     return RunRecord(
         run_id=new_run_id(now, env),
         client_id=context.client_id,
@@ -155,7 +164,7 @@ def new_record(
         status="running",
         started_at=now.isoformat(),
         finished_at=None,
-        config_sha256=context.config_sha256,
+        config_sha256=config_sha256,
         event=event,
         region=region,
         **extra,

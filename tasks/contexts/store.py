@@ -12,17 +12,18 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tasks.contexts import client_config
-from tasks.pipeline.checks import EXPECT_FILE
-from tasks.errors import ConfigError, UsageError
 from tasks.contexts.files import file_lock, read_json, write_atomic, write_json
+from tasks.contexts.records import Pull, RecordError, RunSummary, TargetRecord, target_key, to_json
+from tasks.errors import ConfigError, UsageError
+from tasks.pipeline.checks import EXPECT_FILE
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: targets keyed by env and endpoint, run summaries, pulls
 CLIENT_ID = re.compile(r"^(?P<template>[a-z][a-z0-9_]*)_v(?P<version>[1-9][0-9]*)$")
 TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_CLIENT_ID = 64
@@ -73,7 +74,7 @@ def split_client_id(client_id: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Context:
-    """A test context as recorded in its context.json."""
+    """A test context as recorded in its context.json (see tasks/contexts/records.py for the records it keeps)."""
 
     client_id: str
     template: str
@@ -82,9 +83,10 @@ class Context:
     status: str
     config_sha256: str
     path: Path
-    local: dict[str, Any] | None = None
-    envs: dict[str, Any] = field(default_factory=dict)
-    runs: tuple[dict[str, Any], ...] = ()
+    local: RunSummary | None = None  # the last local run
+    targets: dict[str, TargetRecord] = field(default_factory=dict)  # by target key: `dev`, `dev@<endpoint>`
+    runs: tuple[RunSummary, ...] = ()
+    pulled: Pull | None = None
 
     @property
     def config_path(self) -> Path:
@@ -96,7 +98,7 @@ class Context:
 
     @property
     def expectations_path(self) -> Path:
-        """What a run of this context must show beyond each answer's status (tasks/checks.py)."""
+        """What a run of this context must show beyond each answer's status (tasks/pipeline/checks.py)."""
         return self.path / EXPECT_FILE
 
     @property
@@ -104,11 +106,44 @@ class Context:
         return self.path / "runs"
 
     @property
-    def last_run(self) -> dict[str, Any] | None:
+    def last_run(self) -> RunSummary | None:
         return self.runs[-1] if self.runs else None
 
+    @property
+    def last_local_pass(self) -> RunSummary | None:
+        """The last passed local run: promote requires it to have tested the config's current bytes."""
+        return next((r for r in reversed(self.runs) if r.env == "local" and r.status == "passed"), None)
+
+    def target(self, env: str, endpoint: str | None) -> TargetRecord:
+        """The record of env on endpoint (None: the real AWS env); an empty one if nothing was done there yet."""
+        return self.targets.get(target_key(env, endpoint)) or TargetRecord(env, endpoint)
+
+    def real_targets(self) -> list[TargetRecord]:
+        """The records of real envs only: an emulated promotion or pass never counts as the real env's."""
+        return [t for t in self.targets.values() if not t.emulated]
+
+    def with_target(self, target: TargetRecord) -> Context:
+        return replace(self, targets={**self.targets, target.key: target})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "client_id": self.client_id,
+            "template": self.template,
+            "purpose": self.purpose,
+            "created_at": self.created_at,
+            "status": self.status,
+            "config_sha256": self.config_sha256,
+            "local": to_json(self.local) if self.local else None,
+            "targets": {key: to_json(target) for key, target in self.targets.items()},
+            "runs": [to_json(run) for run in self.runs],
+            "pulled": to_json(self.pulled) if self.pulled else None,
+        }
+
     @classmethod
-    def from_record(cls, path: Path, record: dict[str, Any]) -> Context:
+    def from_json(cls, path: Path, record: dict[str, Any]) -> Context:
+        """A context from its checked record (see record_problem); nested records raise RecordError if broken."""
+        local, pulled = record.get("local"), record.get("pulled")
         return cls(
             client_id=record["client_id"],
             template=record["template"],
@@ -117,9 +152,10 @@ class Context:
             status=record["status"],
             config_sha256=record["config_sha256"],
             path=path,
-            local=record.get("local"),
-            envs=record.get("envs") or {},
-            runs=tuple(record.get("runs") or ()),
+            local=RunSummary.from_json(local, "local") if local else None,
+            targets={k: TargetRecord.from_json(t, f"targets[{k!r}]") for k, t in record["targets"].items()},
+            runs=tuple(RunSummary.from_json(r, "runs[]") for r in record["runs"]),
+            pulled=Pull.from_json(pulled) if pulled else None,
         )
 
 
@@ -132,7 +168,7 @@ class BrokenContext:
     problem: str
 
 
-# Each key of a context.json record: its type(s) and how to say it.
+# Each top-level key of a context.json record: its type(s) and how to say it.
 RECORD_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
     "client_id": (str, "a string"),
     "template": (str, "a string"),
@@ -141,10 +177,32 @@ RECORD_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
     "status": (str, "a string"),
     "config_sha256": (str, "a string"),
     "local": ((dict, type(None)), "an object or null"),
-    "envs": (dict, "an object"),
+    "targets": (dict, "an object"),
     "runs": (list, "a list"),
 }
-RUN_SUMMARY_KEYS = ("run_id", "env", "status")
+
+
+def upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """A schema 1 record (`envs` by env name, `local: {last_run}`) in this version's shape; others as they are."""
+    if "envs" not in record or "targets" in record or not isinstance(record.get("envs"), dict):
+        return record
+    targets = {}
+    for env, old in record["envs"].items():
+        if not isinstance(old, dict):
+            return record  # left for record_problem to name
+        last = old.get("last_run") or {}
+        endpoint = last.get("endpoint") or next((u.get("endpoint") for u in old.get("uploads") or []), None)
+        targets[target_key(env, endpoint)] = {
+            "env": env,
+            "endpoint": endpoint,
+            "promotion": old.get("promotion"),
+            "uploads": old.get("uploads") or [],
+            "rollbacks": old.get("rollbacks") or [],
+            "last_run": old.get("last_run"),
+        }
+    local = record.get("local")
+    upgraded = {k: v for k, v in record.items() if k != "envs"}
+    return upgraded | {"targets": targets, "local": local.get("last_run") if isinstance(local, dict) else local}
 
 
 def record_problem(path: Path, record: Any) -> str | None:
@@ -158,14 +216,6 @@ def record_problem(path: Path, record: Any) -> str | None:
             return f"{key!r} should be {said}, not {type(record[key]).__name__}"
     if record["client_id"] != path.name:
         return f"names client_id {record['client_id']!r}, not its folder's {path.name!r}"
-    for run in record["runs"]:
-        if not isinstance(run, dict) or not all(isinstance(run.get(k), str) for k in RUN_SUMMARY_KEYS):
-            return f"'runs' holds an entry without string {', '.join(RUN_SUMMARY_KEYS)}"
-    last_runs = [(record["local"] or {}).get("last_run")] + [
-        env.get("last_run") if isinstance(env, dict) else 0 for env in record["envs"].values()
-    ]
-    if not all(last is None or (isinstance(last, dict) and isinstance(last.get("status"), str)) for last in last_runs):
-        return "'local' or 'envs' holds a record whose last_run has no string status"
     return None
 
 
@@ -244,23 +294,14 @@ class ContextStore:
             expectations = self.expectations_template(template)
             if expectations.is_file():
                 write_atomic(path / EXPECT_FILE, expectations.read_bytes())
-            record = {
-                "schema_version": SCHEMA_VERSION,
-                "client_id": client_id,
-                "template": template,
-                "purpose": purpose,
-                "created_at": now.isoformat(),
-                "status": "new",
-                "config_sha256": client_config.sha256(config),
-                "local": None,
-                "envs": {},
-                "runs": [],
-            }
-            write_json(path / CONTEXT_FILE, record)
+            context = Context(
+                client_id, template, purpose, now.isoformat(), "new", client_config.sha256(config), path
+            )
+            write_json(path / CONTEXT_FILE, context.to_json())
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
-        return Context.from_record(path, record)
+        return context
 
     def path(self, client_id: str) -> Path:
         return self.root / validate_client_id(client_id)
@@ -275,21 +316,24 @@ class ContextStore:
             raise UsageError(
                 f"no context {client_id} in {self.root}: `make contexts` lists them, `make context` creates one"
             )
-        return Context.from_record(path, self._record(path))
+        return self._context(path)
 
     def _check_folder(self, path: Path) -> None:
         problem = folder_problem(self.root, path)
         if problem:
             raise ConfigError(problem)
 
-    def _record(self, path: Path) -> dict[str, Any]:
-        """The folder's context.json record, checked; a ConfigError naming the file and what is wrong otherwise."""
+    def _context(self, path: Path) -> Context:
+        """The folder's context, checked; a ConfigError naming the file and what is wrong otherwise."""
         self._check_folder(path)
-        record = read_json(path / CONTEXT_FILE)
+        record = upgrade(read_json(path / CONTEXT_FILE))
         problem = record_problem(path, record)
-        if problem:
-            raise ConfigError(f"{path / CONTEXT_FILE}: {problem}; fix or remove the context folder")
-        return record
+        if problem is None:
+            try:
+                return Context.from_json(path, record)
+            except RecordError as err:
+                problem = str(err)
+        raise ConfigError(f"{path / CONTEXT_FILE}: {problem}; fix or remove the context folder")
 
     def scan(self) -> list[Context | BrokenContext]:
         """Every complete context, and every broken one with its problem, ordered by template then version."""
@@ -298,7 +342,7 @@ class ContextStore:
             path = Path(entry.path)
             if CLIENT_ID.match(entry.name) and (entry.is_symlink() or os.path.lexists(path / CONTEXT_FILE)):
                 try:
-                    found.append(Context.from_record(path, self._record(path)))
+                    found.append(self._context(path))
                 except ConfigError as err:
                     found.append(BrokenContext(entry.name, path, str(err)))
         return sorted(found, key=lambda c: split_client_id(c.client_id))
@@ -307,12 +351,11 @@ class ContextStore:
         """Every complete context that is not broken, ordered by template then version."""
         return [c for c in self.scan() if isinstance(c, Context)]
 
-    def update(self, client_id: str, change: Callable[[dict[str, Any]], None]) -> Context:
-        """Apply change to the context's record under its lock and write it back atomically."""
+    def update(self, client_id: str, change: Callable[[Context], Context]) -> Context:
+        """Apply change (a new Context from the current one) under the context's lock; write it back atomically."""
         path = self.path(client_id)
         self._check_folder(path)
         with file_lock(path / ".context.lock"):
-            record = self._record(path)
-            change(record)
-            write_json(path / CONTEXT_FILE, record)
-        return Context.from_record(path, record)
+            context = change(self._context(path))
+            write_json(path / CONTEXT_FILE, context.to_json())
+        return context

@@ -136,8 +136,8 @@ class AwsE2E:
         )
 
     def _previous_run(self, context: Context) -> dict[str, Any]:
-        last = (context.envs.get(self.settings.env) or {}).get("last_run")
-        path = context.runs_dir / (last or {}).get("run_id", "-") / "run.json"
+        last = context.target(self.settings.env, self.settings.custom_endpoint).last_run
+        path = context.runs_dir / (last.run_id if last else "-") / "run.json"
         if not last or not path.is_file():
             raise UsageError(f"--from needs an earlier run of {context.client_id} on {self.settings.env}; none found")
         return read_json(path)
@@ -164,9 +164,9 @@ class AwsE2E:
             plan.event,
             self.clock(),
             self.settings.region,
+            remote.sha256,
             resumed_from=plan.resumed_from,
         )
-        record = replace(record, config_sha256=remote.sha256)
         body = functools.partial(self._run, s3=s3, context=context, plan=plan, expectations=expectations)
         return recorded_run(self.store, context, record, body, self.clock, self.settings.secrets)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from tasks.aws import clients as aws
 from tasks.aws import outputs
+from tasks.contexts import client_config
 from tasks.contexts.runs import RunRecorder, new_record, recorded_run
 from tasks.contexts.store import Context, ContextStore, default_purpose, utc_now
 from tasks.local.server import EmbeddedAws, seed
@@ -51,7 +52,9 @@ class LocalE2E:
         config = context.read_config()  # a broken config or expectations file is refused before anything is recorded
         expectations = load_expectations(context.expectations_path)
         event = {"client_id": context.client_id, **(payload or {})}
-        record = new_record(context, "local", TARGET, None, event, self.clock(), self.settings.region)
+        record = new_record(
+            context, "local", TARGET, None, event, self.clock(), self.settings.region, client_config.sha256(config)
+        )
         body = functools.partial(self._run, config=config, expectations=expectations)
         return recorded_run(self.store, context, record, body, self.clock, self.settings.secrets)
 

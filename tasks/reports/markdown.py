@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.contexts.records import RunSummary
 from tasks.pipeline.checks import CheckResult
 from tasks.pipeline.records import RunRecord
 from tasks.reports.figures import cost, funnel, total_seconds
@@ -193,8 +194,8 @@ class ContextRow:
     client_id: str
     purpose: str
     status: str
-    envs: dict[str, str]
-    last: RunRecord | None
+    envs: dict[str, str]  # status of the last run per target: local, dev, dev(emulated)...
+    last: RunSummary | None
 
 
 def render_summary(rows: list[ContextRow]) -> str:
@@ -208,8 +209,8 @@ def render_summary(rows: list[ContextRow]) -> str:
         last = row.last
         lines.append(
             f"| `{row.client_id}` | {_cell(row.purpose)[:60]} | {envs} | {last.run_id if last else NA} | "
-            f"{verdict(last) if last else NA} | {seconds(total_seconds(last)) if last else NA} | "
-            f"{usd(cost(last, last.region or 'eu-west-3').usd) if last else NA} |"
+            f"{VERDICTS.get(last.status, last.status.upper()) if last else NA} | "
+            f"{seconds(last.total_seconds) if last else NA} | {usd(last.cost_usd) if last else NA} |"
         )
     return "\n".join(lines) + "\n"
 
