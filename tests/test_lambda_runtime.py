@@ -56,11 +56,14 @@ HANDLERS = {
         def lambda_handler(event, context)
             return {}
     """,
-    "sleeper.py": """
-        import time
+    "waiter.py": """
+        import os, pathlib, time
         def lambda_handler(event, context):
-            time.sleep(event.get("seconds", 1))
-            return {"slept": True}
+            folder = pathlib.Path(event["folder"])
+            (folder / f"running-{os.getpid()}").touch()
+            while not (folder / "release").exists():
+                time.sleep(0.01)
+            return {"done": True}
     """,
     "hog.py": """
         def lambda_handler(event, context):
@@ -146,23 +149,23 @@ def test_warm_invokes_reuse_one_environment_and_report_init_once(local: Any) -> 
     assert parse_report(second["Log"]).init_duration_ms is None
 
 
-def test_concurrent_invokes_get_more_environments_up_to_the_reserved_concurrency(local: Any) -> None:
-    runtime = local("sleeper", LOCAL_LAMBDA_CONCURRENCY="2")
+def test_concurrent_invokes_get_more_environments_up_to_the_reserved_concurrency(local: Any, tmp_path: Path) -> None:
+    runtime = local("waiter", LOCAL_LAMBDA_CONCURRENCY="2")
     results: list[Any] = []
-
-    def call() -> None:
-        try:
-            results.append(runtime.payload({"seconds": 1.5}))
-        except ClientError as err:
-            results.append(err.response["Error"]["Code"])
-
-    threads = [threading.Thread(target=call) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: results.append(runtime.payload({"folder": str(tmp_path)}))) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
-        time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("running-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(list(tmp_path.glob("running-*"))) == 2  # two environments, each holding an invocation
+    assert error_code(lambda: runtime.payload({"folder": str(tmp_path)})) == "TooManyRequestsException"
+    (tmp_path / "release").touch()
     for thread in threads:
         thread.join()
-    assert sorted(map(str, results)) == sorted(["{'slept': True}"] * 2 + ["TooManyRequestsException"])
+    assert results == [{"done": True}] * 2
     function = runtime.server.runtime.find(INGEST)
     assert runtime.server.runtime.environments(function) == 2
 

@@ -293,3 +293,13 @@ def test_the_summary_lists_each_context_with_its_envs() -> None:
 def test_a_record_round_trips_through_run_json() -> None:
     record = failed_record()
     assert RunRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+
+
+def test_a_run_on_an_emulated_env_is_never_shown_as_a_pass_on_the_real_one() -> None:
+    emulated_run = replace(real_record(), endpoint="http://127.0.0.1:4566")
+    assert "# E2E run 20261126T080000Z-dev-abcd: ✅ PASSED on dev(emulated)" in render_markdown(emulated_run)
+    html = render_html(emulated_run)
+    assert "ON DEV(EMULATED), NOT THE REAL DEV" in html
+    assert "NOT THE REAL" not in render_html(real_record())
+    compare = render_compare([emulated_run, replace(real_record(), client_id="lai_weekly_v5")])
+    assert "| env | dev(emulated) | dev |" in compare

@@ -242,8 +242,8 @@ def test_a_run_json_that_is_not_json_is_named_and_the_summary_goes_on(clone: Pat
     run_json = next((clone / "contexts" / client_id / "runs").glob("*/run.json"))
     run_json.write_text('{"run_id": ')
     assert f"{run_json}: " in refused(make(clone, "report", f"CLIENT_ID={client_id}"), 2)
-    summary = make(clone, "report")
-    assert summary.returncode == 0 and f"| `{client_id}` | broken: " in summary.stdout, summary.stderr
+    summary = make(clone, "report")  # the summary reads context.json only: the broken run.json does not stop it
+    assert summary.returncode == 0 and f"| `{client_id}` | run then break | local: passed |" in summary.stdout
 
 
 def test_control_characters_in_a_purpose_are_escaped_in_the_list(clone: Path) -> None:

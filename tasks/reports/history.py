@@ -1,4 +1,4 @@
-"""The report commands: re-render a run's reports, summarize all contexts, compare runs, publish runs to S3."""
+"""A context's runs: load and re-render one, summarize every context (from context.json alone), pick runs to compare."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from tasks.reports.markdown import (
     comparison,
     count,
     delta,
+    emulated,
     memory,
     ms,
     number,
@@ -26,6 +27,7 @@ from tasks.reports.markdown import (
     seconds,
     size,
     usd,
+    where,
 )
 
 STYLE = """
@@ -45,7 +47,7 @@ pre{background:#102a43;color:#f0f4f8;padding:.8rem;overflow-x:auto;font-size:12p
 .note{color:#52606d;font-size:12px}
 tr.check-ok td:last-child{color:#2f8132}tr.check-warn td{background:#fff4d6}tr.check-warn td:last-child{color:#8a5a00;
 font-weight:600}tr.check-fail td{background:#fde8e8}tr.check-fail td:last-child{color:#c62828;font-weight:600}
-.warnings{background:#b7791f}
+.warnings{background:#b7791f}.emulated{background:#616e7c}
 @media print{body{margin:0;max-width:none}pre{background:#fff;color:#000;border:1px solid #999}}
 """
 BAR_COLOURS = {"passed": "#2680c2", "failed": "#c62828", "unknown": "#b7791f", "interrupted": "#616e7c"}
@@ -61,6 +63,9 @@ def _page(title: str, body: str) -> str:
 
 def _badge(record: RunRecord) -> str:
     badge = f'<span class="badge {escape(record.status)}">{escape(record.status.upper())}</span>'
+    if emulated(record):  # never a PASSED pill for the real env
+        said = f"ON {where(record).upper()}, NOT THE REAL {record.env.upper()}"
+        badge += f' <span class="badge emulated">{escape(said)}</span>'
     warnings = len(record.warnings)
     if warnings:
         badge += f' <span class="badge warnings">{warnings} WARNING{"S" * (warnings > 1)}</span>'
@@ -264,7 +269,7 @@ def render_compare_html(records: list[RunRecord]) -> str:
     head = [""] + [f"<code>{escape(c.record.client_id)}</code><br>{_badge(c.record)}" for c in columns]
     rows = [
         ["run"] + [escape(c.record.run_id) for c in columns],
-        ["env"] + [escape(c.record.env) for c in columns],
+        ["env"] + [escape(where(c.record)) for c in columns],
         ["checks"] + [escape(checks_cell(c.record)) for c in columns],
     ]
     for label in labels:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.contexts.records import RunSummary
+from tasks.contexts.records import RunSummary, target_label
 from tasks.pipeline.checks import CheckResult
 from tasks.pipeline.records import RunRecord
 from tasks.reports.figures import cost, funnel, total_seconds
@@ -73,7 +73,18 @@ def count(value: Any) -> str:
 
 
 def verdict(record: RunRecord) -> str:
-    return VERDICTS.get(record.status, record.status.upper())
+    """PASSED, FAILED...; a run on an emulated env says so: it is never a pass on the real env."""
+    said = VERDICTS.get(record.status, record.status.upper())
+    return f"{said} on {where(record)}" if emulated(record) else said
+
+
+def emulated(record: RunRecord) -> bool:
+    """A run of dev/stage/prod's names against a custom endpoint (make local-aws, moto...), not the real env."""
+    return record.env != "local" and record.endpoint is not None
+
+
+def where(record: RunRecord) -> str:
+    return target_label(record.env, record.endpoint if emulated(record) else None)
 
 
 def _cell(text: str) -> str:
@@ -267,7 +278,7 @@ def render_compare(records: list[RunRecord]) -> str:
     head = "| | " + " | ".join(f"`{c.record.client_id}`" for c in columns) + " |"
     lines = [head, "|---" * (len(columns) + 1) + "|"]
     lines.append("| run | " + " | ".join(c.record.run_id for c in columns) + " |")
-    lines.append("| env | " + " | ".join(c.record.env for c in columns) + " |")
+    lines.append("| env | " + " | ".join(where(c.record) for c in columns) + " |")
     lines.append("| verdict | " + " | ".join(verdict(c.record) for c in columns) + " |")
     lines.append("| checks | " + " | ".join(_cell(checks_cell(c.record)) for c in columns) + " |")
     for label in labels:
