@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -171,37 +172,57 @@ def new_record(
     )
 
 
+class RecordedRun:
+    """A run being recorded: its record so far and its folder. Set `record` as the run goes; it is written at the end."""
+
+    def __init__(self, recorder: RunRecorder, record: RunRecord) -> None:
+        self.recorder = recorder
+        self.record = record
+
+    @property
+    def folder(self) -> RunFolder:
+        return self.recorder.folder
+
+
+@contextmanager
 def recorded_run(
     store: ContextStore,
     context: Context,
     record: RunRecord,
-    body: Callable[[RunRecord, RunRecorder], RunRecord],
     clock: Callable[[], datetime],
     secrets: tuple[str, ...] = (),
-) -> RunRecord:
-    """Run body under the context's run lock; the run is recorded at start and at the end, whatever happens."""
+) -> Iterator[RecordedRun]:
+    """Hold the context's run lock and record the run at start and at the end, whatever happens in the block.
+
+    A toolkit or disk error in the block ends the run `failed` with its exit code (it does not propagate); Ctrl-C
+    and SIGTERM end it `interrupted` and propagate. After the block, `run.record` is the finished record.
+    """
     with run_lock(context.path / ".run.lock", f"context {context.client_id}"):
         recorder = RunRecorder(store, context, record, secrets)
         recorder.start(record)
+        run = RecordedRun(recorder, record)
         try:
-            record = body(record, recorder)
-            if record.status == "interrupted":  # the runner caught it: say whether it was Ctrl-C or SIGTERM
-                record = replace(record, exit_code=interrupted_code())
+            yield run
+            if run.record.status == "interrupted":  # the runner caught it: say whether it was Ctrl-C or SIGTERM
+                run.record = replace(run.record, exit_code=interrupted_code())
         except KeyboardInterrupt:
             code = interrupted_code()
-            record = replace(
-                record, status="interrupted", finished_at=clock().isoformat(), error=EXIT_MEANINGS[code], exit_code=code
+            run.record = replace(
+                run.record,
+                status="interrupted",
+                finished_at=clock().isoformat(),
+                error=EXIT_MEANINGS[code],
+                exit_code=code,
             )
             raise
         except (ToolkitError, OSError) as err:
             problem = as_toolkit_error(err)
-            record = replace(
-                record,
+            run.record = replace(
+                run.record,
                 status="failed",
                 finished_at=clock().isoformat(),
                 error=str(problem),
                 exit_code=problem.exit_code,
             )
         finally:
-            recorder.finish(record)
-        return record
+            recorder.finish(run.record)

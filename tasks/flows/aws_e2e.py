@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ from typing import Any
 from tasks.aws import client_configs, outputs
 from tasks.aws import clients as aws
 from tasks.contexts.files import parse_json, read_json, write_atomic
-from tasks.contexts.runs import RunRecorder, new_record, recorded_run
+from tasks.contexts.runs import RecordedRun, new_record, recorded_run
 from tasks.contexts.store import Context, ContextStore
 from tasks.errors import StepFailed, UsageError
 from tasks.masking import redact, secret_forms
@@ -167,27 +166,21 @@ class AwsE2E:
             remote.sha256,
             resumed_from=plan.resumed_from,
         )
-        body = functools.partial(self._run, s3=s3, context=context, plan=plan, expectations=expectations)
-        return recorded_run(self.store, context, record, body, self.clock, self.settings.secrets)
+        with recorded_run(self.store, context, record, self.clock, self.settings.secrets) as run:
+            self._run(run, s3, context, plan, expectations)
+        return run.record
 
-    def _run(
-        self,
-        record: RunRecord,
-        recorder: RunRecorder,
-        s3: Any,
-        context: Context,
-        plan: Plan,
-        expectations: Expectations,
-    ) -> RunRecord:
+    def _run(self, run: RecordedRun, s3: Any, context: Context, plan: Plan, expectations: Expectations) -> None:
+        """Read the functions' configurations, re-verify what a resumed run reuses, invoke the steps."""
         settings = self.settings
         configs = self._configurations(plan)
-        record = replace(record, functions={s: aws.tested_version(c) for s, c in configs.items()})
+        run.record = record = replace(run.record, functions={s: aws.tested_version(c) for s, c in configs.items()})
         deadline = time.monotonic() + settings.e2e_timeout
         check = outputs.verifier(s3, settings, plan.env, plan.client_id, self.clock)
         earlier, reused = self._reverify(s3, context, plan) if plan.resumed_from else ((), [])
         if any(not c.ok for c in reused):
             bad = next(c for c in reused if not c.ok)
-            return replace(
+            run.record = replace(
                 record,
                 status="failed",
                 finished_at=self.clock().isoformat(),
@@ -195,6 +188,7 @@ class AwsE2E:
                 error=f"output of an earlier step is no longer valid: {bad.error}",
                 exit_code=1,
             )
+            return
 
         def invoke(step: str, name: str, event: dict[str, Any]) -> Invocation:
             left = deadline - time.monotonic()
@@ -218,10 +212,9 @@ class AwsE2E:
             on_step_end=lambda index, result, found: self.on_step_end(index, len(plan.steps), result, found),
         )
         record = runner.run(record, plan.functions, plan.steps, earlier)
-        reader.save(record.outputs, recorder.folder.outputs)
-        record = replace(record, outputs=(*reused, *record.outputs))
-        self._save_failed_logs(record, recorder.folder.logs)
-        return record
+        run.record = replace(record, outputs=(*reused, *record.outputs))
+        reader.save(record.outputs, run.folder.outputs)  # what this run's steps wrote (read once already)
+        self._save_failed_logs(record, run.folder.logs)
 
     def _configurations(self, plan: Plan) -> dict[str, dict[str, Any] | None]:
         """Each function's configuration; None where reading it is not allowed (the default read timeout applies)."""

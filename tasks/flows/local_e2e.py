@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -11,7 +10,7 @@ from typing import Any
 from tasks.aws import clients as aws
 from tasks.aws import outputs
 from tasks.contexts import client_config
-from tasks.contexts.runs import RunRecorder, new_record, recorded_run
+from tasks.contexts.runs import RecordedRun, new_record, recorded_run
 from tasks.contexts.store import Context, ContextStore, default_purpose, utc_now
 from tasks.local.server import EmbeddedAws, seed
 from tasks.pipeline.checks import CheckResult, Expectations, load_expectations
@@ -55,15 +54,17 @@ class LocalE2E:
         record = new_record(
             context, "local", TARGET, None, event, self.clock(), self.settings.region, client_config.sha256(config)
         )
-        body = functools.partial(self._run, config=config, expectations=expectations)
-        return recorded_run(self.store, context, record, body, self.clock, self.settings.secrets)
+        with recorded_run(self.store, context, record, self.clock, self.settings.secrets) as run:
+            self._run(run, config, expectations)
+        return run.record
 
-    def _run(self, record: RunRecord, recorder: RunRecorder, config: bytes, expectations: Expectations) -> RunRecord:
+    def _run(self, run: RecordedRun, config: bytes, expectations: Expectations) -> None:
+        """Start the embedded AWS, seed it, invoke the steps; run.record holds what is known at each stage."""
         settings = self.settings
         server = EmbeddedAws(settings)
         with server.running() as endpoint:
             server.runtime.prewarm(server.runtime.functions())  # the three cold starts overlap the seeding below
-            record = replace(record, endpoint=endpoint)
+            run.record = record = replace(run.record, endpoint=endpoint)
             factory = aws.ClientFactory.local(settings.region, endpoint)
             s3 = factory.s3()
             seed(s3, settings, "local")
@@ -72,7 +73,7 @@ class LocalE2E:
             functions = {step: settings.function_name(step) for step in STEPS}
             timeout = max(settings.function_timeout(step) for step in STEPS)
             lambda_client = factory.lambda_(read_timeout=timeout + aws.INVOKE_MARGIN_S)
-            record = replace(
+            run.record = record = replace(
                 record,
                 functions={
                     step: aws.tested_version(aws.function_configuration(lambda_client, name))
@@ -89,6 +90,5 @@ class LocalE2E:
                 on_step_end=lambda index, result, found: self.on_step_end(index, len(STEPS), result, found),
             )
             record = runner.run(record, functions)
-            record = replace(record, notes=(*record.notes, *server.services.notes()))  # what was stubbed, replayed
-            reader.save(record.outputs, recorder.folder.outputs)
-        return record
+            run.record = replace(record, notes=(*record.notes, *server.services.notes()))  # what was stubbed, replayed
+            reader.save(record.outputs, run.folder.outputs)
