@@ -116,8 +116,8 @@ def context(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (pass pytest options after --)."""
-    _call(session, "-m", "pytest", *session.posargs)
+    """Run the test suite on every core (pass pytest options after --, e.g. `-m unit` or `-n 0`)."""
+    _call(session, "-m", "pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session(default=False)

@@ -34,6 +34,14 @@ SAFE_ENV = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder: unit (the pure core), integration (real servers on 127.0.0.1), e2e (real make)."""
+    for item in items:
+        kind = item.path.parent.name
+        if kind in ("unit", "integration", "e2e"):
+            item.add_marker(kind)
+
+
 @pytest.fixture(autouse=True)
 def no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Dummy credentials; no profile, endpoint, .env or HOME of the developer's reaches a test or its children."""

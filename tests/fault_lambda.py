@@ -54,6 +54,7 @@ class FaultLambda:
         self.in_flight = 0
         self.max_in_flight = 0
         self.slow_seconds = 3.0
+        self.gate: threading.Event | None = None  # when set, a "slow" function answers once the gate opens instead
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -211,7 +212,10 @@ class FaultLambda:
                     with fault._lock:
                         fault.in_flight += 1
                         fault.max_in_flight = max(fault.max_in_flight, fault.in_flight)
-                    time.sleep(fault.slow_seconds)
+                    if fault.gate is not None:
+                        fault.gate.wait(60)
+                    else:
+                        time.sleep(fault.slow_seconds)
                     with fault._lock:
                         fault.in_flight -= 1
                 payload: Any

@@ -15,7 +15,7 @@ from tasks.errors import EnvironmentProblem
 from tasks.local.server import EmbeddedAws, create_buckets, upload_canonical
 from tasks.pipeline.report_line import parse_report
 from tasks.settings import Settings
-from tests.conftest import settings_for
+from tests.conftest import REPO, settings_for
 
 
 def clients(settings: Settings, endpoint: str, read_timeout: float = 30) -> tuple:
@@ -35,7 +35,7 @@ def test_the_sample_ingest_runs_through_boto3_invoke(settings: Settings, embedde
     s3, lam = clients(settings, embedded)
     create_buckets(s3, [settings.config_bucket(), settings.data_bucket()], settings.region)
     upload_canonical(s3, settings.local_canonical_dir, settings.config_bucket())
-    config = (Path(__file__).parent.parent / "contexts" / "templates" / "lai_weekly.yaml").read_bytes()
+    config = (REPO / "contexts" / "templates" / "lai_weekly.yaml").read_bytes()
     s3.put_object(Bucket=settings.config_bucket(), Key="clients/lai_weekly_v1.yaml", Body=config)
     result = aws.invoke(lam, settings.function_name("ingest"), {"client_id": "lai_weekly_v1"})
     assert result.function_error is None
@@ -62,7 +62,7 @@ def test_the_sample_normalize_refuses_test_data_like_the_real_one(
     s3, lam = clients(settings, embedded)
     create_buckets(s3, [settings.config_bucket(), settings.data_bucket()], settings.region)
     upload_canonical(s3, settings.local_canonical_dir, settings.config_bucket())
-    config = (Path(__file__).parent.parent / "contexts" / "templates" / "lai_weekly.yaml").read_bytes()
+    config = (REPO / "contexts" / "templates" / "lai_weekly.yaml").read_bytes()
     s3.put_object(Bucket=settings.config_bucket(), Key=f"clients/{client_id}.yaml", Body=config)
     item = {"item_id": "i1", "title": "t", "content": "c", "url": url, "published_at": "2026-11-20"}
     key = f"ingested/{client_id}/2026/11/26/items.json"
