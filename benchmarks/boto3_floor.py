@@ -1,8 +1,8 @@
 """The floor of `make aws-e2e`: a minimal boto3 script invoking the three functions in order on the same endpoint.
 
-`python -m benchmarks.boto3_floor --endpoint URL --region R --client-id ID FUNCTION...`: one Lambda client, each function invoked
-with {"client_id": ID}, StatusCode 200 and no FunctionError required. Nothing else: no configuration reads, no output
-checks, no records. Like the toolkit it skips the interpreter's teardown.
+`python -m benchmarks.boto3_floor --endpoint URL --region R --client-id ID FUNCTION...`: one Lambda client, each
+function invoked with {"client_id": ID}, StatusCode 200 and no FunctionError required. Nothing else: no configuration
+reads, no output checks, no records. Like the toolkit it skips the interpreter's teardown.
 """
 
 from __future__ import annotations
