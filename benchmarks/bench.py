@@ -214,7 +214,11 @@ def local_aws() -> Iterator[str]:
         yield line.split()[3].rstrip(":")
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()  # its environments end with it (lambda_launcher.py)
+            raise SystemExit("make local-aws did not stop within 30 s of Ctrl-C") from None
 
 
 def clients_on(endpoint: str, folder: Path, count: int) -> list[str]:
