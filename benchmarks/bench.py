@@ -126,7 +126,7 @@ def beyond_row(target: str, a: list[float], b: list[float], baseline: str, goal:
     extra = statistics.median(per_pair(a, b, lambda x, y: x - y))
     return Row(
         target,
-        f"+{extra:.3f} s",
+        f"{extra:+.3f} s",
         f"{baseline} {statistics.median(b):.2f} s",
         per_pair(a, b, lambda x, y: x / y),
         f"<= {goal} s beyond",
