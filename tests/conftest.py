@@ -173,13 +173,18 @@ def embedded(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def slow_handler(tmp_path: Path) -> Path:
-    """A handler folder whose handler writes its runner's pid to `runner` and its own to `pid`, then sleeps a minute."""
+    """A handler folder whose handler writes its runner's pid to `runner` and its own to `pid`, then sleeps a minute.
+
+    The runner (`python -m tasks`) is the parent of the zygote the handler's environment was forked from.
+    """
     folder = tmp_path / "slow"
     folder.mkdir()
     (folder / "handler.py").write_text(
         "import os, time, pathlib\n"
         "def lambda_handler(event, context):\n"
-        "    pathlib.Path(__file__).with_name('runner').write_text(str(os.getppid()))\n"
+        "    zygote = pathlib.Path(f'/proc/{os.getppid()}/stat').read_text()\n"
+        "    runner = zygote.rsplit(')', 1)[1].split()[1]\n"
+        "    pathlib.Path(__file__).with_name('runner').write_text(runner)\n"
         "    pathlib.Path(__file__).with_name('pid').write_text(str(os.getpid()))\n"
         "    time.sleep(60)\n"
     )

@@ -138,7 +138,7 @@ def _run_on_env(
 
 
 def local_aws_command(args: argparse.Namespace) -> int:
-    import signal
+    import time
 
     from tasks.aws import clients as aws
     from tasks.local.server import EmbeddedAws, seed
@@ -155,7 +155,8 @@ def local_aws_command(args: argparse.Namespace) -> int:
         print("in another terminal:")
         print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
         print("  make promote ENV=dev && make aws-e2e ENV=dev", flush=True)
-        signal.pause()
+        while True:  # not signal.pause(): with the server's threads, Ctrl-C may reach another thread and never wake it
+            time.sleep(0.2)
     except KeyboardInterrupt:
         print("stopped")
     finally:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.contexts.files import file_lock, lock_held
+from tasks.local.forkserver import Process, Zygote
 
 LAUNCHER = Path(__file__).with_name("lambda_launcher.py")
 RUNTIME_PREFIX = "/2018-06-01/runtime"
@@ -124,10 +125,14 @@ class _Invocation:
 
 
 class ExecutionEnvironment:
-    """A warm-able sandbox for one function: start(), then invoke() one event at a time, kill() when done."""
+    """A warm-able sandbox for one function: start(), then invoke() one event at a time, kill() when done.
 
-    def __init__(self, spec: FunctionSpec) -> None:
+    With a zygote, the process is forked from it (forkserver.py); else it is a fresh interpreter.
+    """
+
+    def __init__(self, spec: FunctionSpec, zygote: Zygote | None = None) -> None:
         self.spec = spec
+        self.zygote = zygote
         self.busy = False
         self.last_used = time.monotonic()
         self._state = threading.Condition()
@@ -142,7 +147,7 @@ class ExecutionEnvironment:
         self._resources = contextlib.ExitStack()
         self._log_path = self._resources.enter_context(environment_folder()) / "output.log"
         self._server = _RuntimeApiServer(("127.0.0.1", 0), self._handler())
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: Process | None = None
 
     @property
     def pid(self) -> int | None:
@@ -155,6 +160,9 @@ class ExecutionEnvironment:
         variables = self.spec.variables | {"AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}", "_HANDLER": self.spec.handler}
         self._spawned_at = time.monotonic()
         with self._log_path.open("wb") as log:
+            if self.zygote is not None:
+                self._process = self.zygote.spawn(LAUNCHER, variables, self.spec.task_root, self._log_path)
+                return
             self._process = subprocess.Popen(
                 [str(self.spec.python), "-P", str(LAUNCHER)],
                 stdin=subprocess.DEVNULL,

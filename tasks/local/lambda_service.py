@@ -25,6 +25,7 @@ from typing import Any
 
 from tasks.errors import ConfigError
 from tasks.local.execution_env import ExecutionEnvironment, FunctionSpec
+from tasks.local.forkserver import Zygote
 from tasks.local.function_envs import FunctionEnvironments
 from tasks.local.services import function_environment
 from tasks.pipeline.report_line import LOG_TAIL_BYTES
@@ -106,6 +107,7 @@ class LocalLambdaRuntime:
         self._pattern = _name_pattern(settings.function_name_template)
         self._environments = FunctionEnvironments(settings.local_lambda_env_cache)
         self._pools: dict[str, list[ExecutionEnvironment]] = {}
+        self._zygotes: dict[Path, Zygote] = {}  # one per function interpreter, started with its first environment
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         threading.Thread(target=self._reap, daemon=True, name="lambda-reaper").start()
@@ -202,13 +204,20 @@ class LocalLambdaRuntime:
             memory_mb=self.settings.function_memory_mb(function.step),
         )
 
+    def _new_environment(self, function: LocalFunction) -> ExecutionEnvironment:
+        """An environment for function, forked from its interpreter's zygote (call with self._lock held)."""
+        spec = self._spec(function)
+        if spec.python not in self._zygotes:
+            self._zygotes[spec.python] = Zygote(spec.python, spec.variables)
+        return ExecutionEnvironment(spec, self._zygotes[spec.python])
+
     def prewarm(self, functions: Iterable[LocalFunction]) -> None:
         """Start one environment per function now, so their cold starts overlap (and overlap what comes first)."""
         for function in functions:
             with self._lock:
                 if self._pools.get(function.name):
                     continue
-                environment = ExecutionEnvironment(self._spec(function))
+                environment = self._new_environment(function)
                 self._pools.setdefault(function.name, []).append(environment)
             environment.start()
 
@@ -238,7 +247,7 @@ class LocalLambdaRuntime:
                     return environment
             if len(pool) >= self.settings.local_lambda_concurrency:
                 raise Throttled(function.name)
-            environment = ExecutionEnvironment(self._spec(function))
+            environment = self._new_environment(function)
             environment.busy = True
             pool.append(environment)
         environment.start()
@@ -276,5 +285,8 @@ class LocalLambdaRuntime:
         with self._lock:
             environments = [e for pool in self._pools.values() for e in pool]
             self._pools.clear()
+            zygotes, self._zygotes = list(self._zygotes.values()), {}
         for environment in environments:
             environment.kill()
+        for zygote in zygotes:
+            zygote.stop()

@@ -1,0 +1,105 @@
+"""A function environment's zygote: one interpreter that imports what every cold start imports, then forks sandboxes.
+
+Run by the function environment's own interpreter as `python -P zygote.py` (standard library only, like
+lambda_launcher.py), with the variables every sandbox shares (TZ, LANG, PYTHONUNBUFFERED...). It imports boto3,
+botocore and their client machinery once (not the runtime client: it reads the function's variables when imported);
+each request on stdin (one JSON line: the sandbox's variables, working folder and log file) is answered with `pid N`
+on stdout for a forked child that becomes what a fresh `python -P lambda_launcher.py` would be: its own session, the
+function's variables only, PYTHONPATH first on sys.path, stdout and stderr to its log, then awslambdaric running the
+handler. When a child ends, `exit N CODE` (CODE as Popen.returncode: negative for a signal). The zygote ends with its
+runtime; its children end with it.
+"""
+
+import json
+import os
+import runpy
+import select
+import signal
+import sys
+import time
+import traceback
+
+# Not awslambdaric: it reads the function's variables and starts its HTTP client when imported.
+PRELOAD = ("boto3", "botocore.session", "botocore.client")
+
+
+def _preload() -> None:
+    for module in PRELOAD:
+        try:
+            __import__(module)
+        except ImportError:  # a function environment without it: its sandboxes import what they have
+            pass
+
+
+def _become_sandbox(request: dict) -> None:
+    """In the forked child: the sandbox's session, variables, folder, output and path; then the runtime client."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    time.tzset()
+    null = os.open(os.devnull, os.O_RDONLY)
+    log = os.open(request["log"], os.O_WRONLY | os.O_APPEND)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+    sys.path[0:0] = [entry for entry in request["env"].get("PYTHONPATH", "").split(os.pathsep) if entry]
+    sys.argv = [request["launcher"]]
+    code = 1
+    try:
+        runpy.run_path(request["launcher"], run_name="__main__")
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    except BaseException:  # noqa: BLE001 - the sandbox reports any failure in its log, as the runtime client would
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _reap(out) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
+        out.flush()
+
+
+def main() -> None:
+    _preload()
+    parent = os.getppid()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing but replies on the reply pipe
+    requests = os.fdopen(0, "rb", buffering=0)
+    pending = b""
+    while os.getppid() == parent:
+        _reap(out)
+        if not select.select([requests], [], [], 0.05)[0]:
+            continue
+        chunk = requests.read(65536)
+        if not chunk:
+            break
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            pid = os.fork()
+            if pid == 0:
+                out.close()
+                requests.close()
+                _become_sandbox(json.loads(line))
+            out.write(f"pid {pid}\n")
+            out.flush()
+    os._exit(0)  # its children see their parent gone and end (lambda_launcher.py)
+
+
+if __name__ == "__main__":
+    main()
