@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,18 +89,19 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 MAKE = ("make", "--no-print-directory")
 
 
-def make_environ(**variables: str) -> dict[str, str]:
-    """The environment of a `make` run: safe, plus variables (as if exported in the shell); the clone's .env counts."""
+def make_environ(unset: Iterable[str] = (), **variables: str) -> dict[str, str]:
+    """The environment of a `make` run: safe, plus variables (as if exported in the shell), minus unset; the clone's
+    .env counts."""
     environ = safe_environ(**variables)
-    for name in ("MAKEFLAGS", "MAKELEVEL", "VECTORA_DOTENV"):
+    for name in ("MAKEFLAGS", "MAKELEVEL", "VECTORA_DOTENV", *unset):
         environ.pop(name, None)
     return environ
 
 
-def make(clone: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    """The real `make ARGS` in clone (ARGS may set make variables: `CLIENT_ID=...`)."""
+def make(clone: Path, *args: str, unset: Iterable[str] = (), **variables: str) -> subprocess.CompletedProcess[str]:
+    """The real `make ARGS` in clone (ARGS may set make variables: `CLIENT_ID=...`); unset: variables to remove."""
     return subprocess.run(
-        [*MAKE, *args], cwd=clone, capture_output=True, text=True, env=make_environ(**variables), timeout=300
+        [*MAKE, *args], cwd=clone, capture_output=True, text=True, env=make_environ(unset, **variables), timeout=300
     )
 
 

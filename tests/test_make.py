@@ -99,7 +99,14 @@ def test_promote_then_aws_e2e_against_make_local_aws(clone: Path) -> None:
         promoted = make(clone, "promote", "ENV=dev", "CLIENT_ID=lai_weekly_v1", **flows)
         assert promoted.returncode == 0, promoted.stderr
         assert "done: create s3://vectora-inbox-config-dev/clients/lai_weekly_v1.yaml" in promoted.stdout
-        again = make(clone, "promote", "ENV=dev", **flows)  # default: the latest context whose local run passed
+        # The same recipe in .env, with no AWS keys in the environment: the values reach boto3 (no profile asked).
+        (clone / ".env").write_text("".join(f"{name}={value}\n" for name, value in flows.items()))
+        try:
+            again = make(
+                clone, "promote", "ENV=dev", unset=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+            )
+        finally:
+            (clone / ".env").unlink()
         assert "nothing to do: identical content" in again.stdout, again.stdout + again.stderr
         ran = make(clone, "aws-e2e", "ENV=dev", **flows)  # default: the latest context promoted to dev
         assert ran.returncode == 0, ran.stdout + ran.stderr

@@ -46,7 +46,13 @@ def confirm_prod(settings: Settings, yes: bool, what: str) -> None:
 def client_factory(settings: Settings) -> Any:
     from tasks.aws import clients as aws
 
-    return aws.ClientFactory(settings.region, settings.profile, settings.endpoints)
+    return aws.ClientFactory(
+        settings.region,
+        settings.profile,
+        settings.endpoints,
+        credentials=settings.credentials,
+        origin=settings.credentials_origin(),
+    )
 
 
 def latest(contexts: list[Context], when: Callable[[Context], str | None], what: str) -> Context:
