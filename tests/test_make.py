@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -32,8 +34,11 @@ def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
     assert "## " in newsletter and newsletter.count("### ") >= 3
     context = json.loads((clone / "contexts" / "lai_weekly_v1" / "context.json").read_text())
     assert context["purpose"] == 'check "quotes"\nand a second line'
+    umask = os.umask(0o022)
+    os.umask(umask)
     for name in ("run.json", "report.md", "report.html", "junit.xml", "workflow.log"):
         assert (report.parent / name).stat().st_size > 0
+        assert stat.S_IMODE((report.parent / name).stat().st_mode) == 0o666 & ~umask, name  # the umask, not 0600
     suite = ET.parse(report.parent / "junit.xml").getroot().find("testsuite")
     assert len(suite.findall("testcase")) == 3 + 5 + 13 and suite.get("failures") == "0"
     assert "# E2E run" in (clone / "step-summary.md").read_text()  # GITHUB_STEP_SUMMARY got the report
