@@ -3,7 +3,7 @@
 import os
 import sys
 
-from tasks.errors import EXIT_MEANINGS
+from tasks.interface import print_exit_line
 from tasks.signals import handle_sigterm, interrupted_code
 
 handle_sigterm()
@@ -13,7 +13,8 @@ try:
     code = main()
 except KeyboardInterrupt:  # while starting, before a command runs
     code = interrupted_code()
-    print(f"interrupted while starting: nothing was done\nexit {code}: {EXIT_MEANINGS[code]}", file=sys.stderr)
+    print("interrupted while starting: nothing was done", file=sys.stderr)
+    print_exit_line(code)
 sys.stdout.flush()
 sys.stderr.flush()
 # Skip the interpreter's teardown (about 0.1 s with boto3 and moto loaded): every file is written and closed by now.

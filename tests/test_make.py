@@ -63,12 +63,6 @@ def test_make_reports_the_exit_code_of_bad_input(clone: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_make_context_prints_a_new_client_id(clone: Path) -> None:
-    result = make(clone, "context", "PURPOSE=alone")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].startswith("lai_weekly_v")
-
-
 def test_a_dotenv_syntax_error_names_file_and_line(clone: Path) -> None:
     (clone / ".env").write_text("AWS_REGION=eu-west-3\nthis line is wrong\n")
     try:
@@ -82,7 +76,7 @@ def test_a_dotenv_syntax_error_names_file_and_line(clone: Path) -> None:
 def test_make_help_lists_every_target_with_a_line(clone: Path) -> None:
     result = make(clone, "help")
     targets = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
-    assert {"local-e2e", "context", "contexts", "test", "lint", "help"} <= targets
+    assert {"local-e2e", "new-context", "context", "contexts", "test", "lint", "help"} <= targets
 
 
 def test_promote_then_aws_e2e_against_make_local_aws(clone: Path) -> None:

@@ -24,6 +24,7 @@ from tasks.cli.common import (
 from tasks.cli.context_commands import create_context
 from tasks.contexts.store import Context, utc_now, validate_client_id
 from tasks.errors import EXIT_MEANINGS, EXIT_PASSED, ToolkitError
+from tasks.interface import for_interface
 from tasks.settings import Settings, load_settings
 
 AWS_ENVS = ("dev", "stage", "prod", "local")
@@ -124,7 +125,7 @@ def _run_on_env(
     except ToolkitError as err:
         if not prefix:
             raise
-        print(f"{prefix}error: {err}", file=sys.stderr, flush=True)
+        print(f"{prefix}error: {for_interface(str(err))}", file=sys.stderr, flush=True)
         return err.exit_code
 
 
@@ -145,7 +146,7 @@ def local_aws_command(args: argparse.Namespace) -> int:
         print(f"embedded AWS on {endpoint}: S3 and Lambda for {', '.join(AWS_ENVS)}; Ctrl-C stops it", flush=True)
         print("in another terminal:")
         print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
-        print("  make promote ENV=dev && make aws-e2e ENV=dev", flush=True)
+        print(for_interface("  `make promote ENV=dev` then `make aws-e2e ENV=dev`"), flush=True)
         signal.pause()
     except KeyboardInterrupt:
         print("stopped")
