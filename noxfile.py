@@ -71,14 +71,14 @@ def _call(session: nox.Session, *args: str) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     if code:
-        _fail(session, 128 - code if code < 0 else code, command)
+        _fail(session, 128 - code if code < 0 else code)
 
 
-def _fail(session: nox.Session, code: int, command: list[str]) -> None:
+def _fail(session: nox.Session, code: int) -> None:
     _failed.append(code)
     if code > 128:  # interrupted, terminated or killed: stop here, as a shell would
         raise SystemExit(code)
-    session.error(f"{' '.join(command[1:])} ended with exit {code}")
+    session.error(f"exit {code}")
 
 
 def _wait(child: subprocess.Popen[bytes]) -> int:
