@@ -25,7 +25,7 @@ from tasks.cli.context_commands import create_context
 from tasks.contexts.store import Context, utc_now, validate_client_id
 from tasks.errors import EXIT_MEANINGS, EXIT_PASSED, ToolkitError
 from tasks.interface import for_interface
-from tasks.settings import Settings, load_settings
+from tasks.settings import STEPS, Settings, load_settings
 
 AWS_ENVS = ("dev", "stage", "prod", "local")
 
@@ -114,6 +114,9 @@ def _run_on_env(
         flow = _e2e_flow(settings, factory, prefix)
         plan = flow.plan(context, args.start, payload)
         print(f"{prefix}context {context.client_id}: running the workflow on {flow.target()}", flush=True)
+        if plan.resumed_from:
+            earlier = ", ".join(step for step in STEPS if step not in plan.steps)
+            print(f"{prefix}resumed from run {plan.resumed_from}: {earlier} not invoked again, outputs re-verified")
         record = flow.run(context, plan)
         if args.publish or settings.publish_runs:
             from tasks.aws.published_runs import publish
