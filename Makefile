@@ -34,11 +34,15 @@ export UV_COMPILE_BYTECODE := 1
 # The tasks' hints use make's syntax (`make local-e2e CLIENT_ID=...`), not nox's or python's options.
 export VECTORA_INTERFACE := make
 
+# A .venv without pip: `python3 -m venv` on Debian/Ubuntu without the python3-venv package leaves one behind.
+HALF_BUILT = { echo "$(VENV) is half built (it has no pip: on Debian/Ubuntu the python3-venv package is missing): run \`sudo apt install python3-venv\`, then \`rm -rf $(VENV)\` and \`make venv\`" >&2; echo "exit 3: environment, credentials or busy" >&2; exit 3; }
+
 # The environment: one .venv with nox, the toolkit's dependencies and the test tools, installed exactly as uv.lock
 # pins them (so a clone in a year gets today's versions); rebuilt when pyproject.toml or uv.lock changes.
 $(VENV)/.installed: pyproject.toml uv.lock
 	@"$$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (python3 is %s)" % sys.version.split()[0])'
-	@test -x $(VENV)/bin/python || "$$PYTHON" -m venv $(VENV)
+	@test -x $(VENV)/bin/python || "$$PYTHON" -m venv $(VENV) || $(HALF_BUILT)
+	@test -x $(VENV)/bin/uv || $(VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(HALF_BUILT)
 	@test -x $(VENV)/bin/uv || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
 	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv sync --quiet --frozen --no-install-project --group dev --python $(VENV)/bin/python
 	@touch $@

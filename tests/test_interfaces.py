@@ -121,3 +121,34 @@ def test_make_context_on_a_terminal_asks_first(clone: Path) -> None:
     accepted = _make_on_a_terminal(clone, b"y")
     assert "lai_weekly_v" in accepted.split("[y/N]")[1]
     assert len(list((clone / "contexts").iterdir())) == before + 1
+
+
+def test_python_m_tasks_outside_the_venv_says_how_to_reach_it_in_one_line() -> None:
+    # -S: no site-packages, as with a system python3 that lacks the toolkit's packages
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "tasks", "--help"], cwd=REPO, env=safe_environ(), capture_output=True, text=True
+    )
+    assert result.returncode == 3
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "run `make venv`, then use `.venv/bin/python -m tasks`" in result.stderr
+
+
+def test_the_readmes_first_commands_work_as_printed() -> None:
+    readme = (REPO / "README.md").read_text()
+    for command in (".venv/bin/nox -l", ".venv/bin/python -m tasks --help"):
+        assert f"`{command}`" in readme
+        result = subprocess.run(command.split(), cwd=REPO, env=safe_environ(), capture_output=True, text=True)
+        assert result.returncode == 0 and "local-e2e" in result.stdout, result.stderr
+
+
+def test_make_detects_a_half_built_venv_and_says_what_to_install_and_delete(tmp_path: Path) -> None:
+    for name in ("Makefile", "pyproject.toml", "uv.lock"):
+        (tmp_path / name).write_bytes((REPO / name).read_bytes())
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')  # no site-packages: no pip, as on Debian
+    python.chmod(0o755)
+    result = make(tmp_path, "venv", f"PYTHON={sys.executable}")
+    assert result.returncode != 0
+    assert "`sudo apt install python3-venv`, then `rm -rf .venv`" in result.stderr, result.stderr
+    assert "exit 3: environment, credentials or busy" in result.stderr and "No module named pip" not in result.stderr
