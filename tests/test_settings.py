@@ -87,3 +87,10 @@ def test_keys_in_dotenv_reach_boto3_and_stay_secret(tmp_path: Path) -> None:
 def test_a_malformed_handler_setting_says_the_expected_form(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"expected FOLDER:module\.function"):
         load_settings(tmp_path, environ={"LOCAL_HANDLER_INGEST": "lambdas/ingest"})
+
+
+def test_dotenv_example_documents_every_variable() -> None:
+    from tasks.settings import DEFAULTS
+
+    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    assert [name for name in DEFAULTS if f"# {name}=" not in example] == []
