@@ -34,9 +34,10 @@ SAFE_ENV = {
 
 @pytest.fixture(autouse=True)
 def no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Dummy credentials; no profile, endpoint, .env or HOME of the developer's reaches a test or its children."""
+    """Dummy credentials; no profile, endpoint, .env or HOME of the developer's reaches a test or its children, and
+    no interface (make sets one for `make test`: a test's `python -m tasks` is a python user's)."""
     for name in list(os.environ):
-        if name.startswith(("AWS_", "LOCAL_", "XDG_")) or name in ("VECTORA_ENV", "CONTEXTS_DIR"):
+        if name.startswith(("AWS_", "LOCAL_", "XDG_")) or name in ("VECTORA_ENV", "CONTEXTS_DIR", "VECTORA_INTERFACE"):
             monkeypatch.delenv(name)
     for name, value in SAFE_ENV.items():
         monkeypatch.setenv(name, value)
@@ -48,7 +49,11 @@ def no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
 
 def safe_environ(**extra: str) -> dict[str, str]:
     """An environment for a child process: this one, minus AWS settings, plus dummy credentials."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in ("VECTORA_ENV",)}
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") and k not in ("VECTORA_ENV", "VECTORA_INTERFACE")
+    }
     return keep | SAFE_ENV | extra
 
 

@@ -19,7 +19,6 @@ NOX = (sys.executable, "-m", "nox", "--non-interactive", "-f", str(REPO / "noxfi
 def nox(contexts_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`nox ARGS` as a user types it, with contexts in contexts_dir."""
     env = safe_environ(CONTEXTS_DIR=str(contexts_dir))
-    env.pop("VECTORA_INTERFACE", None)
     return subprocess.run([*NOX, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -112,7 +112,7 @@ def test_promote_then_aws_e2e_against_make_local_aws(clone: Path) -> None:
         assert "step 3/3 newsletter" in ran.stdout and "vectora-inbox-newsletter-v2-dev" in ran.stdout
         assert "not a pass on the real dev" in ran.stdout
         refused = make(clone, "aws-e2e", "ENV=prod", "CLIENT_ID=lai_weekly_v1", **flows)
-        assert "needs confirmation" in refused.stderr
+        assert "needs confirmation: add CONFIRM_PROD=1" in refused.stderr  # make's syntax under make
         rolled = make(clone, "rollback", "ENV=dev", "CLIENT_ID=lai_weekly_v1", **flows)
         assert rolled.returncode == 0 and "removed the key" in rolled.stdout
         missing = make(clone, "aws-e2e", "ENV=dev", "CLIENT_ID=lai_weekly_v1", **flows)
