@@ -31,12 +31,18 @@ FLAG_PURPOSE = $${PURPOSE+--purpose="$$PURPOSE"}
 FLAG_JSON = $${JSON:+--json}
 FLAG_PAYLOAD = $${PAYLOAD:+--payload="$$PAYLOAD"}
 export UV_COMPILE_BYTECODE := 1
+# The tasks' hints use make's syntax (`make local-e2e CLIENT_ID=...`), not nox's or python's options.
+export VECTORA_INTERFACE := make
+
+# A .venv without pip: `python3 -m venv` on Debian/Ubuntu without the python3-venv package leaves one behind.
+HALF_BUILT = { echo "$(VENV) is half built (it has no pip: on Debian/Ubuntu the python3-venv package is missing): run \`sudo apt install python3-venv\`, then \`rm -rf $(VENV)\` and \`make venv\`" >&2; echo "exit 3: environment, credentials or busy" >&2; exit 3; }
 
 # The environment: one .venv with nox, the toolkit's dependencies and the test tools, installed exactly as uv.lock
 # pins them (so a clone in a year gets today's versions); rebuilt when pyproject.toml or uv.lock changes.
 $(VENV)/.installed: pyproject.toml uv.lock
 	@"$$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (python3 is %s)" % sys.version.split()[0])'
-	@test -x $(VENV)/bin/python || "$$PYTHON" -m venv $(VENV)
+	@test -x $(VENV)/bin/python || "$$PYTHON" -m venv $(VENV) || $(HALF_BUILT)
+	@test -x $(VENV)/bin/uv || $(VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(HALF_BUILT)
 	@test -x $(VENV)/bin/uv || $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
 	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv sync --quiet --frozen --no-install-project --group dev --python $(VENV)/bin/python
 	@touch $@
@@ -48,7 +54,7 @@ venv: $(VENV)/.installed
 ##@ Flows
 .PHONY: local-e2e  ## create a context (or rerun CLIENT_ID=...) and run the whole workflow on the embedded AWS: [PAYLOAD='{...}']
 local-e2e: $(VENV)/.installed
-	@$(NOX) -s local_e2e -- $(FLAG_CLIENT) $${TEMPLATE:+--template="$$TEMPLATE"} $(FLAG_PURPOSE) $(FLAG_PAYLOAD)
+	@$(NOX) -s local-e2e -- $(FLAG_CLIENT) $${TEMPLATE:+--template="$$TEMPLATE"} $(FLAG_PURPOSE) $(FLAG_PAYLOAD)
 
 .PHONY: promote  ## upload a context's config to ENV (default dev) and record it: [CLIENT_ID=...] [FORCE=1] [DRY_RUN=1]
 promote: $(VENV)/.installed
@@ -56,11 +62,11 @@ promote: $(VENV)/.installed
 
 .PHONY: aws-e2e  ## invoke ENV's three Lambdas: [CLIENT_ID=... | CLIENT_IDS="a b" [PARALLEL=4]] [PAYLOAD='{...}'] [FROM=step] [DRY_RUN=1] [PUBLISH=1]
 aws-e2e: $(VENV)/.installed
-	@set -f; $(NOX) -s e2e -- $(FLAG_CLIENT) $(FLAG_ENV) $${CLIENT_IDS:+--client-ids $$CLIENT_IDS} $${PARALLEL:+--parallel="$$PARALLEL"} $(FLAG_PAYLOAD) $${FROM:+--from="$$FROM"} $(FLAG_DRY_RUN) $${PUBLISH:+--publish}
+	@set -f; $(NOX) -s aws-e2e -- $(FLAG_CLIENT) $(FLAG_ENV) $${CLIENT_IDS:+--client-ids $$CLIENT_IDS} $${PARALLEL:+--parallel="$$PARALLEL"} $(FLAG_PAYLOAD) $${FROM:+--from="$$FROM"} $(FLAG_DRY_RUN) $${PUBLISH:+--publish}
 
 .PHONY: local-aws  ## serve the embedded AWS (S3 + Lambda, every env's names) on 127.0.0.1 until Ctrl-C: [PORT=...]
 local-aws: $(VENV)/.installed
-	@$(NOX) -s local_aws -- $${PORT:+--port="$$PORT"}
+	@$(NOX) -s local-aws -- $${PORT:+--port="$$PORT"}
 
 ##@ Reports
 .PHONY: report  ## summary of all contexts, or CLIENT_ID=...'s latest run re-rendered: [JSON=1] [ENV=... reads published runs]
@@ -70,13 +76,13 @@ report: $(VENV)/.installed
 .PHONY: compare  ## side by side, the latest runs of CLIENT_IDS="lai_weekly_v11 lai_weekly_v12 ...", with deltas
 compare: $(VENV)/.installed
 	@test -n "$$CLIENT_IDS" || { echo 'usage: make compare CLIENT_IDS="lai_weekly_v11 lai_weekly_v12"'; echo "exit 2: usage or bad input"; exit 2; }
-	@set -f; $(NOX) -s report -- compare $$CLIENT_IDS $(FLAG_JSON) $(FLAG_ENV)
+	@set -f; $(NOX) -s compare -- $$CLIENT_IDS $(FLAG_JSON) $(FLAG_ENV)
 
 ##@ Single tasks
 .PHONY: upload-config  ## upload CLIENT_ID's config to ENV's config bucket (diff, backup, conditional put): [DRY_RUN=1]
 upload-config: $(VENV)/.installed
 	@test -n "$$CLIENT_ID" || { echo "usage: make upload-config CLIENT_ID=lai_weekly_vN [ENV=dev] [DRY_RUN=1]"; echo "exit 2: usage or bad input"; exit 2; }
-	@$(NOX) -s upload_config -- $(FLAG_CLIENT) $(FLAG_ENV) $(FLAG_DRY_RUN)
+	@$(NOX) -s upload-config -- $(FLAG_CLIENT) $(FLAG_ENV) $(FLAG_DRY_RUN)
 
 .PHONY: rollback  ## restore what CLIENT_ID's last upload to ENV replaced
 rollback: $(VENV)/.installed
@@ -89,13 +95,19 @@ pull: $(VENV)/.installed
 	@$(NOX) -s pull -- $(FLAG_CLIENT) $(FLAG_ENV)
 
 ##@ Contexts
-.PHONY: context  ## create a context alone: [TEMPLATE=lai_weekly] [PURPOSE="..."]; prints its client_id
+.PHONY: new-context  ## create a context alone (uses up a client_id): [TEMPLATE=lai_weekly] [PURPOSE="..."]; prints it
+new-context: $(VENV)/.installed
+	@$(NOX) -s new-context -- $${TEMPLATE:+--template="$$TEMPLATE"} $(FLAG_PURPOSE)
+
+.PHONY: context  ## the old name of new-context, one typo from `contexts`: asks for confirmation first
 context: $(VENV)/.installed
-	@$(NOX) -s context -- new $${TEMPLATE:+--template="$$TEMPLATE"} $(FLAG_PURPOSE)
+	@if [ ! -t 0 ]; then echo "make context creates a new context; with no terminal to confirm on, run make new-context" >&2; echo "exit 2: usage or bad input" >&2; exit 2; fi; \
+	read -r -p "make context creates a new context and uses up a client_id (make contexts lists them). Create one? [y/N] " answer; \
+	case "$$answer" in [yY]*) $(NOX) -s new-context -- $${TEMPLATE:+--template="$$TEMPLATE"} $(FLAG_PURPOSE);; *) echo "nothing created";; esac
 
 .PHONY: contexts  ## list the contexts: client_id, status, last run, purpose
 contexts: $(VENV)/.installed
-	@$(NOX) -s context -- list
+	@$(NOX) -s contexts
 
 ##@ Quality
 .PHONY: test  ## run the whole test suite

@@ -1,11 +1,16 @@
 """Nox sessions: thin wrappers over `python -m tasks` and the test tools. All logic lives in tasks/.
 
+Session names are the make targets' (`nox -s aws-e2e`, `nox -s local-e2e`, ...; `nox -s e2e` is kept as an alias).
 Every session runs in the one environment Make builds (.venv, from pyproject.toml), so nothing is installed twice
-and a warm session costs only nox's start-up. A task's exit code passes through unchanged (README, "Exit codes").
+and a warm session costs only nox's start-up. A failing session does not stop the others (`nox -s tests lint` runs
+both and prints nox's summary); nox then ends with the worst task exit code, after a last line `exit N: meaning`
+(README, "Exit codes"), so `nox -s local-e2e` exits with the task's own code.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
 import subprocess
 import sys
@@ -13,12 +18,19 @@ from pathlib import Path
 
 import nox
 
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # tasks.errors and tasks.flows.parallel: the exit codes and their order (stdlib only)
+
+from tasks.errors import EXIT_MEANINGS  # noqa: E402
+from tasks.flows.parallel import worst  # noqa: E402
+from tasks.interface import VARIABLE as INTERFACE  # noqa: E402
+
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "none"
 nox.options.error_on_external_run = False
 
-ROOT = Path(__file__).resolve().parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+_failed: list[int] = []  # the exit codes of the commands that failed in this nox run
 
 
 def _python(session: nox.Session) -> str:
@@ -27,25 +39,46 @@ def _python(session: nox.Session) -> str:
     return str(VENV_PYTHON)
 
 
+def _meaning(code: int) -> str:
+    if code in EXIT_MEANINGS or code <= 128:
+        return EXIT_MEANINGS.get(code, "failed")
+    return f"ended by {signal.Signals(code - 128).name}"
+
+
+@atexit.register
+def _exit_with_the_task_code() -> None:
+    """nox ends with 1 when a session failed: end with the worst command's own code instead, after its exit line."""
+    if _failed:
+        code = worst(_failed)
+        print(f"exit {code}: {_meaning(code)}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(code)
+
+
 def _call(session: nox.Session, *args: str) -> None:
-    """Run a command in the toolkit's environment; exit nox with its code if it fails.
+    """Run a command in the toolkit's environment; a failure fails the session (nox goes on to the next one).
 
     On Ctrl-C the command gets the signal too, and SIGTERM is passed on to it: wait for it to record the
-    interruption, then pass its code on. A command ended by signal N ends nox with 128 + N, as a shell would.
+    interruption, then end nox at once with its code. A command ended by signal N counts as 128 + N, as in a shell.
     """
     command = [_python(session), *args]
     session.log(" ".join(command))
-    child = subprocess.Popen(command, cwd=ROOT)
+    interface = "make" if os.environ.get(INTERFACE) == "make" else "nox"  # whose syntax the task's hints use
+    child = subprocess.Popen(command, cwd=ROOT, env=os.environ | {INTERFACE: interface})
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
     try:
         code = _wait(child)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if code < 0:
-        code = 128 - code
-        print(f"exit {code}: ended by {signal.Signals(code - 128).name}", file=sys.stderr, flush=True)
     if code:
+        _fail(session, 128 - code if code < 0 else code)
+
+
+def _fail(session: nox.Session, code: int) -> None:
+    _failed.append(code)
+    if code > 128:  # interrupted, terminated or killed: stop here, as a shell would
         raise SystemExit(code)
+    session.error(f"exit {code}")
 
 
 def _wait(child: subprocess.Popen[bytes]) -> int:
@@ -60,16 +93,19 @@ def _task(session: nox.Session, *args: str) -> None:
     _call(session, "-m", "tasks", *args, *session.posargs)
 
 
-@nox.session(default=False)
+@nox.session(name="local-e2e", default=False)
 def local_e2e(session: nox.Session) -> None:
     """Create a context (or rerun --client-id) and run the whole workflow on the embedded AWS."""
     _task(session, "local-e2e")
 
 
-@nox.session(default=False)
-def e2e(session: nox.Session) -> None:
+@nox.session(name="aws-e2e", default=False)
+def aws_e2e(session: nox.Session) -> None:
     """Invoke an env's three Lambdas in order for a context: `-- --env stage [--client-id ...]`."""
     _task(session, "aws-e2e")
+
+
+nox.session(name="e2e", default=False)(aws_e2e)  # the name used before the sessions took the make targets' names
 
 
 @nox.session(default=False)
@@ -78,7 +114,7 @@ def promote(session: nox.Session) -> None:
     _task(session, "promote")
 
 
-@nox.session(default=False)
+@nox.session(name="upload-config", default=False)
 def upload_config(session: nox.Session) -> None:
     """Upload a context's config to an env's config bucket: `-- --client-id ... --env dev [--dry-run]`."""
     _task(session, "upload-config")
@@ -98,14 +134,32 @@ def rollback(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def report(session: nox.Session) -> None:
-    """Summarize contexts, re-render a run's reports (`-- --client-id ...`), or `-- compare A B ...`."""
+    """Summarize contexts, or re-render a run's reports (`-- --client-id ...`)."""
     _task(session, "report")
 
 
 @nox.session(default=False)
+def compare(session: nox.Session) -> None:
+    """The latest runs of several contexts side by side: `-- lai_weekly_v11 lai_weekly_v12`."""
+    _task(session, "report", "compare")
+
+
+@nox.session(name="local-aws", default=False)
 def local_aws(session: nox.Session) -> None:
     """Serve the embedded AWS (S3 + Lambda) on 127.0.0.1 until Ctrl-C."""
     _task(session, "local-aws")
+
+
+@nox.session(name="new-context", default=False)
+def new_context(session: nox.Session) -> None:
+    """Create a context (burns a client_id); prints it: `-- [--template ...] [--purpose ...]`."""
+    _task(session, "context", "new")
+
+
+@nox.session(default=False)
+def contexts(session: nox.Session) -> None:
+    """List the contexts: client_id, status, last run, purpose."""
+    _task(session, "context", "list")
 
 
 @nox.session(default=False)

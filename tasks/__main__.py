@@ -3,17 +3,32 @@
 import os
 import sys
 
-from tasks.errors import EXIT_MEANINGS
+from tasks.errors import EXIT_ENVIRONMENT
+from tasks.interface import print_exit_line
 from tasks.signals import handle_sigterm, interrupted_code
+
+
+def _run() -> int:
+    """Run the command; outside the toolkit's environment (`python3 -m tasks`), say in one line how to reach it."""
+    try:
+        from tasks.cli import main
+    except ModuleNotFoundError as err:
+        print(
+            f"error: {sys.executable} lacks the toolkit's packages (no module {err.name!r}): "
+            "run `make venv`, then use `.venv/bin/python -m tasks`",
+            file=sys.stderr,
+        )
+        return EXIT_ENVIRONMENT
+    return main()
+
 
 handle_sigterm()
 try:
-    from tasks.cli import main
-
-    code = main()
+    code = _run()
 except KeyboardInterrupt:  # while starting, before a command runs
     code = interrupted_code()
-    print(f"interrupted while starting: nothing was done\nexit {code}: {EXIT_MEANINGS[code]}", file=sys.stderr)
+    print("interrupted while starting: nothing was done", file=sys.stderr)
+    print_exit_line(code)
 sys.stdout.flush()
 sys.stderr.flush()
 # Skip the interpreter's teardown (about 0.1 s with boto3 and moto loaded): every file is written and closed by now.

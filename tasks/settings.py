@@ -24,6 +24,8 @@ DEFAULT_PROFILE = "rag-lai-prod"
 # What each function has when deployed (DESIGN section 3): timeout in seconds, memory size in MB.
 DEPLOYED = {"ingest": (900.0, 512), "normalize-score": (900.0, 1024), "newsletter": (900.0, 1024)}
 MAX_PORT = 65535
+# The keys boto3 would read from the environment, handed to it from .env too (never to a local Lambda).
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 DOTENV_VARIABLE = "VECTORA_DOTENV"  # another .env to read instead of the repository's (tests: none)
 # boto3 service name -> the suffix of its AWS_ENDPOINT_URL_<SERVICE> variable.
 SERVICES = {"s3": "S3", "lambda": "LAMBDA", "logs": "CLOUDWATCH_LOGS"}
@@ -41,6 +43,12 @@ DEFAULTS: dict[str, str] = {
     "CONTEXTS_DIR": "contexts",
     "AWS_REGION": "eu-west-3",
     "AWS_PROFILE": "",
+    "AWS_PROFILE_DEV": "",
+    "AWS_PROFILE_STAGE": "",
+    "AWS_PROFILE_PROD": "",
+    "AWS_ACCESS_KEY_ID": "",
+    "AWS_SECRET_ACCESS_KEY": "",
+    "AWS_SESSION_TOKEN": "",
     "FUNCTION_NAME_TEMPLATE": "vectora-inbox-{step}-v2-{env}",
     "CONFIG_BUCKET_TEMPLATE": "vectora-inbox-config-{env}",
     "DATA_BUCKET_TEMPLATE": "vectora-inbox-data-{env}",
@@ -87,6 +95,14 @@ class HandlerSpec:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """The AWS profile an env uses, and the setting that chose it (errors name both)."""
+
+    name: str
+    source: str  # --profile, AWS_PROFILE_<ENV>, AWS_PROFILE or "the team default"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a task needs to know about names, places and limits, resolved once."""
 
@@ -94,7 +110,8 @@ class Settings:
     contexts_dir: Path
     env: str
     region: str
-    profile: str | None
+    profiles: Mapping[str, Profile]  # per env; an env absent uses no profile (keys, or the local env)
+    credentials: Mapping[str, str]  # AWS_ACCESS_KEY_ID, ... from .env or the environment, when both keys are set
     function_name_template: str
     config_bucket_template: str
     data_bucket_template: str
@@ -124,6 +141,19 @@ class Settings:
     local_passthrough_profile: str | None
     local_sample_feeds: Path | None
     secrets: tuple[str, ...] = ()
+
+    @property
+    def profile(self) -> str | None:
+        """The AWS profile of this env, or None (keys from .env or the environment, or the local env)."""
+        chosen = self.profiles.get(self.env)
+        return chosen.name if chosen else None
+
+    def credentials_origin(self) -> str:
+        """Which env asks for which profile, for messages: "env prod, profile 'x' from AWS_PROFILE_PROD"."""
+        chosen = self.profiles.get(self.env)
+        if chosen is None:
+            return f"env {self.env}, no profile: keys from .env or the environment"
+        return f"env {self.env}, profile {chosen.name!r} from {chosen.source}"
 
     def function_name(self, step: str, env: str | None = None) -> str:
         return self.function_name_template.format(step=step, env=env or self.env)
@@ -261,13 +291,33 @@ def _endpoint(variable: str, value: str) -> str:
     return value
 
 
-def _profile(chosen: str, environ: Mapping[str, str]) -> str | None:
-    """The flag or AWS_PROFILE, else none when the environment carries keys (CI, OIDC), else the team default."""
-    if chosen:
-        return chosen
-    if environ.get("AWS_ACCESS_KEY_ID") or environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+def profile_variable(env: str) -> str:
+    """The variable naming an env's own profile, e.g. AWS_PROFILE_PROD."""
+    return f"AWS_PROFILE_{env.upper()}"
+
+
+def _profile(env: str, flag: str | None, merged: Mapping[str, str], environ: Mapping[str, str]) -> Profile | None:
+    """The flag, else AWS_PROFILE_<ENV>, else AWS_PROFILE, else none with keys (.env, CI, OIDC), else the default."""
+    for name, source in ((flag, "--profile"), (merged[profile_variable(env)], profile_variable(env))):
+        if name:
+            return Profile(name, source)
+    if merged["AWS_PROFILE"]:
+        return Profile(merged["AWS_PROFILE"], "AWS_PROFILE")
+    if merged["AWS_ACCESS_KEY_ID"] or environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
         return None
-    return DEFAULT_PROFILE
+    return Profile(DEFAULT_PROFILE, "the team default")
+
+
+def _profiles(flag: str | None, merged: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, Profile]:
+    """Each AWS env's profile; the local env never uses one."""
+    chosen = {env: _profile(env, flag, merged, environ) for env in ENVS if env != "local"}
+    return {env: profile for env, profile in chosen.items() if profile}
+
+
+def _credentials(merged: Mapping[str, str]) -> dict[str, str]:
+    """The keys set in .env or the environment, when there is a key pair (a lone one is left to boto3 to refuse)."""
+    found = {name: merged[name] for name in CREDENTIAL_VARIABLES if merged[name]}
+    return found if {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= found.keys() else {}
 
 
 def load_settings(
@@ -292,7 +342,8 @@ def load_settings(
         contexts_dir=(root / merged["CONTEXTS_DIR"]).resolve(),
         env=env,
         region=merged["AWS_REGION"],
-        profile=None if env == "local" else _profile(merged["AWS_PROFILE"], environ),
+        profiles=_profiles((flags or {}).get("AWS_PROFILE"), merged, environ),
+        credentials=_credentials(merged),
         function_name_template=merged["FUNCTION_NAME_TEMPLATE"],
         config_bucket_template=merged["CONFIG_BUCKET_TEMPLATE"],
         data_bucket_template=merged["DATA_BUCKET_TEMPLATE"],
@@ -303,7 +354,7 @@ def load_settings(
         progress_interval=_number("PROGRESS_INTERVAL", merged["PROGRESS_INTERVAL"]),
         confirm_prod=_flag(merged["CONFIRM_PROD"]),
         publish_runs=_flag(merged["PUBLISH_RUNS"]),
-        secrets=secret_values([dotenv, environ], not_secret=DEFAULTS),
+        secrets=secret_values([dotenv, environ], not_secret=DEFAULTS.keys() - CREDENTIAL_VARIABLES),
         allocation_envs=tuple(validate_env(e.strip()) for e in merged["ALLOCATION_ENVS"].split(",") if e.strip()),
         endpoints={
             service: _endpoint(variable, merged[variable])

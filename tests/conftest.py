@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Dummy credentials; no profile, endpoint, .env or HOME of the developer's reaches a test or its children."""
+    """Dummy credentials; no profile, endpoint, .env or HOME of the developer's reaches a test or its children, and
+    no interface (make sets one for `make test`: a test's `python -m tasks` is a python user's)."""
     for name in list(os.environ):
-        if name.startswith(("AWS_", "LOCAL_", "XDG_")) or name in ("VECTORA_ENV", "CONTEXTS_DIR"):
+        if name.startswith(("AWS_", "LOCAL_", "XDG_")) or name in ("VECTORA_ENV", "CONTEXTS_DIR", "VECTORA_INTERFACE"):
             monkeypatch.delenv(name)
     for name, value in SAFE_ENV.items():
         monkeypatch.setenv(name, value)
@@ -58,7 +59,11 @@ def no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
 
 def safe_environ(**extra: str) -> dict[str, str]:
     """An environment for a child process: this one, minus AWS settings, plus dummy credentials."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in ("VECTORA_ENV",)}
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") and k not in ("VECTORA_ENV", "VECTORA_INTERFACE")
+    }
     return keep | SAFE_ENV | extra
 
 
@@ -122,18 +127,19 @@ def local_aws_server(clone: Path) -> Iterator[dict[str, str]]:
     assert server.returncode == 0
 
 
-def make_environ(**variables: str) -> dict[str, str]:
-    """The environment of a `make` run: safe, plus variables (as if exported in the shell); the clone's .env counts."""
+def make_environ(unset: Iterable[str] = (), **variables: str) -> dict[str, str]:
+    """The environment of a `make` run: safe, plus variables (as if exported in the shell), minus unset; the clone's
+    .env counts."""
     environ = safe_environ(**variables)
-    for name in ("MAKEFLAGS", "MAKELEVEL", "VECTORA_DOTENV"):
+    for name in ("MAKEFLAGS", "MAKELEVEL", "VECTORA_DOTENV", *unset):
         environ.pop(name, None)
     return environ
 
 
-def make(clone: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    """The real `make ARGS` in clone (ARGS may set make variables: `CLIENT_ID=...`)."""
+def make(clone: Path, *args: str, unset: Iterable[str] = (), **variables: str) -> subprocess.CompletedProcess[str]:
+    """The real `make ARGS` in clone (ARGS may set make variables: `CLIENT_ID=...`); unset: variables to remove."""
     return subprocess.run(
-        [*MAKE, *args], cwd=clone, capture_output=True, text=True, env=make_environ(**variables), timeout=300
+        [*MAKE, *args], cwd=clone, capture_output=True, text=True, env=make_environ(unset, **variables), timeout=300
     )
 
 

@@ -70,8 +70,42 @@ def _isolated_session(region: str) -> boto3.session.Session:
     )
 
 
+def _user_session(
+    region: str, profile: str | None, credentials: Mapping[str, str], origin: str
+) -> boto3.session.Session:
+    """A session for the user's account: the profile, else the keys given, else boto3's own chain."""
+    keys = {} if profile else credentials
+    where = f" ({origin})" if origin else ""
+    try:
+        session = boto3.session.Session(
+            aws_access_key_id=keys.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=keys.get("AWS_SECRET_ACCESS_KEY"),
+            aws_session_token=keys.get("AWS_SESSION_TOKEN"),
+            region_name=region,
+            profile_name=profile,
+        )
+        found = session.get_credentials()
+    except ProfileNotFound as err:
+        raise EnvironmentProblem(
+            f"AWS profile {profile!r} not found{where}: run `aws configure sso --profile {profile}`, "
+            "or set AWS_PROFILE_<ENV> or AWS_PROFILE to a profile of ~/.aws/config"
+        ) from err
+    except BotoCoreError as err:
+        raise EnvironmentProblem(f"cannot read the AWS credentials{where}: {err}") from err
+    if found is None:
+        raise EnvironmentProblem(
+            f"no AWS credentials{where}: run `aws sso login`, or set AWS_PROFILE_<ENV> or AWS_PROFILE "
+            "(or the keys, in .env or the environment)"
+        )
+    return session
+
+
 class ClientFactory:
-    """Builds boto3 clients for one account and region; endpoints maps a service (or '*') to a custom endpoint."""
+    """Builds boto3 clients for one account and region; endpoints maps a service (or '*') to a custom endpoint.
+
+    credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, e.g. from .env) are used when no
+    profile is; origin says which env asked for which profile, in the errors.
+    """
 
     def __init__(
         self,
@@ -79,21 +113,17 @@ class ClientFactory:
         profile: str | None = None,
         endpoints: Mapping[str, str] | None = None,
         local_credentials: bool = False,
+        credentials: Mapping[str, str] | None = None,
+        origin: str = "",
     ) -> None:
         self.region = region
         self.profile = profile
         self.endpoints = dict(endpoints or {})
         self._lock = threading.Lock()  # a boto3 session is not thread-safe; the clients it makes are
-        try:
-            if local_credentials:
-                self.session = _isolated_session(region)
-            else:
-                self.session = boto3.session.Session(profile_name=profile, region_name=region)
-        except ProfileNotFound as err:
-            raise EnvironmentProblem(
-                f"AWS profile {profile!r} not found: run `aws configure sso --profile {profile}` "
-                "or set AWS_PROFILE to a profile of ~/.aws/config"
-            ) from err
+        if local_credentials:
+            self.session = _isolated_session(region)
+        else:
+            self.session = _user_session(region, profile, credentials or {}, origin)
 
     @classmethod
     def local(cls, region: str, endpoint: str) -> ClientFactory:

@@ -13,6 +13,7 @@ from tasks.cli.parser import build_parser
 from tasks.cli.report_commands import report_command
 from tasks.cli.run_commands import aws_e2e_command, local_aws_command, local_e2e_command
 from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError, as_toolkit_error
+from tasks.interface import for_interface, print_exit_line
 from tasks.masking import RedactingStream
 from tasks.settings import load_settings
 from tasks.signals import interrupted_code
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = as_toolkit_error(err)
         if args.debug:
             traceback.print_exc()
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {for_interface(str(problem))}", file=sys.stderr)
         code = problem.exit_code
     except KeyboardInterrupt:
         code = interrupted_code()
@@ -63,5 +64,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if code == EXIT_INTERRUPTED:
         code = interrupted_code()  # a step that caught the interruption reports 130, even after a SIGTERM
     if code != EXIT_PASSED:
-        print(f"exit {code}: {EXIT_MEANINGS.get(code, 'failed')}", file=sys.stderr)
+        print_exit_line(code)
     return code

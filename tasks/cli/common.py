@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tasks import interface
 from tasks.contexts.store import Context, ContextStore, validate_client_id
 from tasks.errors import EXIT_PASSED, UsageError
 from tasks.pipeline.checks import CheckResult
@@ -37,7 +38,8 @@ def confirm_prod(settings: Settings, yes: bool, what: str) -> None:
     if settings.env != "prod" or yes or settings.confirm_prod:
         return
     if not sys.stdin.isatty():
-        raise UsageError(f"{what} on prod needs confirmation: add --yes (make: CONFIRM_PROD=1)")
+        confirm = "CONFIRM_PROD=1" if interface.current() == "make" else "--yes (or set CONFIRM_PROD=1)"
+        raise UsageError(f"{what} on prod needs confirmation: add {confirm}")
     answer = input(f"{what} on PROD ({settings.region}). Type 'prod' to go on: ")
     if answer.strip() != "prod":
         raise UsageError("not confirmed: nothing was done on prod")
@@ -46,7 +48,13 @@ def confirm_prod(settings: Settings, yes: bool, what: str) -> None:
 def client_factory(settings: Settings) -> Any:
     from tasks.aws import clients as aws
 
-    return aws.ClientFactory(settings.region, settings.profile, settings.endpoints)
+    return aws.ClientFactory(
+        settings.region,
+        settings.profile,
+        settings.endpoints,
+        credentials=settings.credentials,
+        origin=settings.credentials_origin(),
+    )
 
 
 def latest(contexts: list[Context], when: Callable[[Context], str | None], what: str) -> Context:
@@ -94,5 +102,5 @@ def finish_run(context: Context, record: RunRecord, prefix: str = "") -> int:
         except OSError as err:  # name the file: a failed write() does not
             raise OSError(err.errno, err.strerror, summary_file) from err
     if record.status != "passed" and record.error:
-        print(f"{prefix}error: {record.error}", file=sys.stderr, flush=True)
+        print(f"{prefix}error: {interface.for_interface(record.error)}", file=sys.stderr, flush=True)
     return record.exit_code if record.exit_code is not None else EXIT_PASSED

@@ -11,6 +11,7 @@ from tasks.contexts.files import lock_held
 from tasks.contexts.records import RunSummary, target_label
 from tasks.contexts.store import BrokenContext, Context, default_purpose, utc_now
 from tasks.errors import EXIT_PASSED
+from tasks.interface import for_interface
 from tasks.settings import Settings, load_settings
 
 
@@ -70,7 +71,7 @@ def _row(context: Context | BrokenContext) -> str:
 def context_list_command(args: argparse.Namespace) -> int:
     contexts = context_store().scan()
     if not contexts:
-        print("no contexts yet: `make context` or `make local-e2e` creates one")
+        print(for_interface("no contexts yet: `make new-context` or `make local-e2e` creates one"))
         return EXIT_PASSED
     print(f"{'client_id':<22} {'status':<12} {'promoted':<16} {'last run':<42} purpose")
     for context in contexts:

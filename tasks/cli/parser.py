@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import NoReturn
 
-from tasks.errors import EXIT_MEANINGS, EXIT_USAGE, UsageError
+from tasks.errors import EXIT_USAGE, UsageError
+from tasks.interface import print_exit_line
 from tasks.settings import STEPS, parse_port
 
 DEFAULT_TEMPLATE = "lai_weekly"
@@ -18,7 +19,7 @@ class ToolkitParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
-        print(f"exit {EXIT_USAGE}: {EXIT_MEANINGS[EXIT_USAGE]}", file=sys.stderr)
+        print_exit_line(EXIT_USAGE)
         sys.exit(EXIT_USAGE)
 
 

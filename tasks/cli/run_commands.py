@@ -23,7 +23,8 @@ from tasks.cli.common import (
 from tasks.cli.context_commands import create_context
 from tasks.contexts.store import Context, utc_now, validate_client_id
 from tasks.errors import EXIT_MEANINGS, EXIT_PASSED, ToolkitError, UsageError
-from tasks.settings import Settings, load_settings
+from tasks.interface import for_interface
+from tasks.settings import STEPS, Settings, load_settings
 
 AWS_ENVS = ("dev", "stage", "prod", "local")
 
@@ -122,6 +123,9 @@ def _run_on_env(
         flow = _e2e_flow(settings, factory, prefix)
         plan = flow.plan(context, args.start, payload)
         print(f"{prefix}context {context.client_id}: running the workflow on {flow.target()}", flush=True)
+        if plan.resumed_from:
+            earlier = ", ".join(step for step in STEPS if step not in plan.steps)
+            print(f"{prefix}resumed from run {plan.resumed_from}: {earlier} not invoked again, outputs re-verified")
         record = flow.run(context, plan)
         if args.publish or settings.publish_runs:
             from tasks.aws.published_runs import publish
@@ -133,7 +137,7 @@ def _run_on_env(
     except ToolkitError as err:
         if not prefix:
             raise
-        print(f"{prefix}error: {err}", file=sys.stderr, flush=True)
+        print(f"{prefix}error: {for_interface(str(err))}", file=sys.stderr, flush=True)
         return err.exit_code
 
 
@@ -154,7 +158,7 @@ def local_aws_command(args: argparse.Namespace) -> int:
         print(f"embedded AWS on {endpoint}: S3 and Lambda for {', '.join(AWS_ENVS)}; Ctrl-C stops it", flush=True)
         print("in another terminal:")
         print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
-        print("  make promote ENV=dev && make aws-e2e ENV=dev", flush=True)
+        print(for_interface("  `make promote ENV=dev` then `make aws-e2e ENV=dev`"), flush=True)
         while True:  # not signal.pause(): with the server's threads, Ctrl-C may reach another thread and never wake it
             time.sleep(0.2)
     except KeyboardInterrupt:

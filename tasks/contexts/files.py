@@ -14,6 +14,16 @@ from typing import Any
 from tasks.errors import Busy, ConfigError
 
 
+def _umask() -> int:
+    """The process's umask, read once at import (setting it back at once) while no other thread writes files."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's 0600 would hide reports from the group
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write data to path so readers see the old file or the new one, never half of either."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -22,6 +32,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -314,7 +314,7 @@ class ContextStore:
         path = self.path(client_id)
         if not os.path.lexists(path / CONTEXT_FILE) and not path.is_symlink():
             raise UsageError(
-                f"no context {client_id} in {self.root}: `make contexts` lists them, `make context` creates one"
+                f"no context {client_id} in {self.root}: `make contexts` lists them, `make new-context` creates one"
             )
         return self._context(path)
 

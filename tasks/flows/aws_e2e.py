@@ -154,7 +154,7 @@ class AwsE2E:
         bucket, key = outputs.split_uri(plan.config_uri)
         remote = client_configs.read_remote(s3, bucket, key)
         if not remote.exists:
-            raise UsageError(f"{plan.config_uri} does not exist: promote the context first (make promote)")
+            raise UsageError(f"{plan.config_uri} does not exist: promote the context first (`make promote`)")
         record = new_record(
             context,
             plan.env,

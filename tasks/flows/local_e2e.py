@@ -31,7 +31,7 @@ class LocalE2E:
         clock: Callable[[], datetime] = utc_now,
         on_step_end: Callable[[int, int, StepResult, list[CheckResult]], None] = lambda i, n, r, c: None,
     ) -> None:
-        self.settings = replace(settings, env="local", profile=None)
+        self.settings = replace(settings, env="local")
         self.store = store
         self.clock = clock
         self.on_step_end = on_step_end

@@ -5,6 +5,7 @@ Frozen dataclasses, written to run.json as they are and read back with from_json
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -94,6 +95,12 @@ class RunRecord:
     @property
     def warnings(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if c.warned)
+
+    @property
+    def payload(self) -> str:
+        """The event's fields beyond client_id (PAYLOAD) as compact JSON, e.g. {"period_days": 7}; "none" if none."""
+        extra = {key: value for key, value in self.event.items() if key != "client_id"}
+        return json.dumps(extra, sort_keys=True, ensure_ascii=False) if extra else "none"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

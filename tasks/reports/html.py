@@ -35,7 +35,8 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#
 max-width:1100px;padding:0 1rem}
 h1{font-size:1.5rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.8rem 0 .6rem;border-bottom:1px solid #d9e2ec}
 table{border-collapse:collapse;width:100%;margin:.4rem 0}th,td{border:1px solid #d9e2ec;padding:.3rem .5rem;
-text-align:left;vertical-align:top}th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums}
+text-align:left;vertical-align:top}th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums;
+white-space:nowrap}
 code{font:12px ui-monospace,Menlo,Consolas,monospace;word-break:break-all}
 pre{background:#102a43;color:#f0f4f8;padding:.8rem;overflow-x:auto;font-size:12px;white-space:pre-wrap}
 .badge{display:inline-block;padding:.2rem .7rem;border-radius:1rem;font-weight:600;color:#fff}
@@ -44,7 +45,7 @@ pre{background:#102a43;color:#f0f4f8;padding:.8rem;overflow-x:auto;font-size:12p
 .bar{background:#e4e7eb;height:.9rem;border-radius:.2rem;width:16rem}
 .bar span{display:block;height:100%;background:#2680c2;border-radius:.2rem}
 .legend span{display:inline-block;width:.8rem;height:.8rem;margin:0 .3rem 0 1rem;vertical-align:-1px}
-.note{color:#52606d;font-size:12px}
+.note{color:#52606d;font-size:12px}.problem{border-left:4px solid #c62828;padding:.1rem 0 .1rem .8rem}
 tr.check-ok td:last-child{color:#2f8132}tr.check-warn td{background:#fff4d6}tr.check-warn td:last-child{color:#8a5a00;
 font-weight:600}tr.check-fail td{background:#fde8e8}tr.check-fail td:last-child{color:#c62828;font-weight:600}
 .warnings{background:#b7791f}.emulated{background:#616e7c}
@@ -165,6 +166,35 @@ def timeline(record: RunRecord) -> str:
     return "".join(parts) + legend
 
 
+def _stamp(iso: str | None) -> str:
+    """An ISO timestamp to the second, e.g. 2026-11-26 01:38:17 UTC (run.json keeps the full precision)."""
+    if not iso:
+        return NA
+    moment = datetime.fromisoformat(iso)
+    zone = moment.tzname() or ""
+    return escape(f"{moment:%Y-%m-%d %H:%M:%S} {zone}".strip())
+
+
+def _problem(record: RunRecord, about: About) -> list[str]:
+    """A failed run's error, the failed steps' log tails and full logs: shown first, before any figure."""
+    failed = [s for s in record.steps if s.status != "passed"]
+    if not (record.error or failed):
+        return []
+    parts = [
+        '<section class="problem"><h2>What went wrong</h2>',
+        f"<p>{escape(record.error or failed[0].error or NA)}</p>",
+    ]
+    parts += [
+        f"<p>Log tail of <code>{escape(s.function_name)}</code>:</p><pre>{escape(s.log_tail)}</pre>"
+        for s in failed
+        if s.log_tail
+    ]
+    parts += [
+        f"<p>Full CloudWatch log of {escape(step)}: <code>{escape(path)}</code></p>" for step, path in about.full_logs
+    ]
+    return [*parts, "</section>"]
+
+
 def render_html(record: RunRecord, about: About = NO_ABOUT) -> str:
     """The run's report.html: the same content as report.md, with a timeline of the steps."""
     meta = [
@@ -174,7 +204,7 @@ def render_html(record: RunRecord, about: About = NO_ABOUT) -> str:
         ("env / target", f"{escape(record.env)} / {escape(record.target)}"),
         ("endpoint", escape(record.endpoint or "AWS (default endpoints)")),
         ("config sha256", f"<code>{escape(record.config_sha256 or NA)}</code>"),
-        ("started / finished", f"{escape(record.started_at)} / {escape(record.finished_at or NA)}"),
+        ("started / finished", f"{_stamp(record.started_at)} / {_stamp(record.finished_at)}"),
         ("total", seconds(total_seconds(record))),
     ]
     if record.resumed_from:
@@ -183,6 +213,7 @@ def render_html(record: RunRecord, about: About = NO_ABOUT) -> str:
     body = [
         f"<h1>E2E run {escape(record.run_id)} {_badge(record)}</h1>",
         '<table class="meta">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in meta) + "</table>",
+        *_problem(record, about),
         "<h2>Timeline</h2>",
         timeline(record),
         "<h2>Steps</h2>",
@@ -202,7 +233,7 @@ def render_html(record: RunRecord, about: About = NO_ABOUT) -> str:
                 ]
                 for i, s in enumerate(record.steps, start=1)
             ],
-            {4, 5, 6},
+            {4, 5, 6, 7},
         ),
         "<h2>Funnel</h2>",
         _table(
@@ -248,18 +279,6 @@ def render_html(record: RunRecord, about: About = NO_ABOUT) -> str:
         _table(["step", "architecture", "GB-seconds", "cost"], rows, {2, 3}),
         f'<p class="note">{escape(estimate.note)}</p>',
     ]
-    failed = [s for s in record.steps if s.status != "passed"]
-    if record.error or failed:
-        body += ["<h2>What went wrong</h2>", f"<p>{escape(record.error or failed[0].error or NA)}</p>"]
-        body += [
-            f"<p>Log tail of <code>{escape(s.function_name)}</code>:</p><pre>{escape(s.log_tail)}</pre>"
-            for s in failed
-            if s.log_tail
-        ]
-        body += [
-            f"<p>Full CloudWatch log of {escape(step)}: <code>{escape(path)}</code></p>"
-            for step, path in about.full_logs
-        ]
     return _page(f"E2E run {record.run_id} ({record.status})", "\n".join(body))
 
 
@@ -270,6 +289,7 @@ def render_compare_html(records: list[RunRecord]) -> str:
     rows = [
         ["run"] + [escape(c.record.run_id) for c in columns],
         ["env"] + [escape(where(c.record)) for c in columns],
+        ["payload"] + [f"<code>{escape(c.record.payload)}</code>" for c in columns],
         ["checks"] + [escape(checks_cell(c.record)) for c in columns],
     ]
     for label in labels:

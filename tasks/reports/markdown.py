@@ -279,6 +279,7 @@ def render_compare(records: list[RunRecord]) -> str:
     lines = [head, "|---" * (len(columns) + 1) + "|"]
     lines.append("| run | " + " | ".join(c.record.run_id for c in columns) + " |")
     lines.append("| env | " + " | ".join(where(c.record) for c in columns) + " |")
+    lines.append("| payload | " + " | ".join(f"`{_cell(c.record.payload)}`" for c in columns) + " |")
     lines.append("| verdict | " + " | ".join(verdict(c.record) for c in columns) + " |")
     lines.append("| checks | " + " | ".join(_cell(checks_cell(c.record)) for c in columns) + " |")
     for label in labels:

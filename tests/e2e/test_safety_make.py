@@ -37,16 +37,16 @@ def nothing_injected(clone: Path) -> Iterator[None]:
 
 
 def refused(result: subprocess.CompletedProcess[str], code: int) -> str:
-    """Assert make failed with the task's `error:` and `exit code:` lines and no traceback; return stderr."""
+    """Assert make failed with the task's `error:` line, then `exit code:` last, and no traceback; return stderr."""
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    *_, error, exit_line, make_line = result.stderr.strip().splitlines()
-    assert error.startswith("error: ") or ": error: " in error, result.stderr
+    *before, exit_line, make_line = result.stderr.strip().splitlines()
+    assert any(line.startswith("error: ") or ": error: " in line for line in before), result.stderr
     assert exit_line.startswith(f"exit {code}: ") and make_line.startswith("make: ***"), result.stderr
     return result.stderr
 
 
 def new_context(clone: Path, *args: str, **shell: str) -> str:
-    result = make(clone, "context", *args, **shell)
+    result = make(clone, "new-context", *args, **shell)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
 

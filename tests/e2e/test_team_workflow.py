@@ -63,7 +63,7 @@ def test_edit_rerun_promote_e2e_pull_and_emulated_envs(clone: Path) -> None:
         s3.put_object(Bucket="vectora-inbox-config-dev", Key="clients/lai_weekly_v40.yaml", Body=other)
         alone = make(clone, "pull", "ENV=dev", "CLIENT_ID=lai_weekly_v40", **flows)
         assert alone.returncode == 0 and "pulled lai_weekly_v40 from" in alone.stdout, alone.stderr
-        created = make(clone, "context")
+        created = make(clone, "new-context")
         assert created.stdout.strip().splitlines()[-1] == "lai_weekly_v41", created.stdout + created.stderr
         missing = make(clone, "pull", "ENV=dev", "CLIENT_ID=lai_weekly_v77", **flows)
         assert missing.returncode == 2 and "no s3://vectora-inbox-config-dev/clients/lai_weekly_v77.yaml" in (

@@ -254,6 +254,15 @@ def test_from_a_step_reverifies_earlier_outputs_and_is_labelled_resumed(rig: Rig
     assert {o.step for o in record.outputs} == set(STEPS)
 
 
+def test_a_resumed_run_says_so_on_the_terminal(rig: Rig) -> None:
+    first = rig.run()
+    environ = safe_environ(CONTEXTS_DIR=str(rig.settings.contexts_dir), **rig.env)
+    result = run_tasks(environ, "aws-e2e", "--client-id", rig.context.client_id, "--from", "newsletter")
+    assert result.returncode == 0, result.stderr
+    resumed = f"resumed from run {first.run_id}: ingest, normalize-score not invoked again, outputs re-verified"
+    assert resumed in result.stdout
+
+
 def test_from_a_step_fails_when_an_earlier_output_is_gone(rig: Rig) -> None:
     first = rig.run()
     curated = next(o.uri for o in first.outputs if o.step == "normalize-score")

@@ -238,9 +238,18 @@ def test_upload_config_cli_shows_the_diff_and_records_the_upload(
 @pytest.mark.parametrize(
     ("variables", "config", "message"),
     [
-        ({"AWS_PROFILE": "no-such-profile"}, "", "AWS profile 'no-such-profile' not found"),
-        ({}, "", "AWS profile 'rag-lai-prod' not found"),
-        ({}, "[profile rag-lai-prod]\nregion = eu-west-3\n", "no AWS credentials"),
+        ({"AWS_PROFILE": "no-such-profile"}, "", "AWS profile 'no-such-profile' not found (env dev, profile"),
+        ({}, "", "AWS profile 'rag-lai-prod' not found (env dev, profile 'rag-lai-prod' from the team default)"),
+        (
+            {"AWS_PROFILE": "x", "AWS_PROFILE_DEV": "dev-only"},
+            "",
+            "AWS profile 'dev-only' not found (env dev, profile 'dev-only' from AWS_PROFILE_DEV)",
+        ),
+        (
+            {},
+            "[profile rag-lai-prod]\nregion = eu-west-3\n",
+            "no AWS credentials (env dev, profile 'rag-lai-prod' from the team default)",
+        ),
     ],
 )
 def test_missing_credentials_or_profile_are_exit_3_with_what_to_do(

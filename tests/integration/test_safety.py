@@ -128,7 +128,7 @@ def test_prod_is_never_touched_without_confirmation(contexts_dir: Path, existing
     # Any AWS call would fail on this closed port with exit 3: exit 2 proves nothing was sent.
     env = safe_environ(CONTEXTS_DIR=str(contexts_dir), AWS_ENDPOINT_URL="http://127.0.0.1:9")
     result = refused(env, *command, "--client-id", existing, "--env", "prod")
-    assert result.returncode == 2 and "on prod needs confirmation: add --yes (make: CONFIRM_PROD=1)" in result.stderr
+    assert result.returncode == 2 and "on prod needs confirmation: add --yes (or set CONFIRM_PROD=1)" in result.stderr
     confirmed = run_tasks(env | {"CONFIRM_PROD": "1"}, *command, "--client-id", existing, "--env", "prod")
     assert confirmed.returncode != 2 or "confirmation" not in confirmed.stderr
 

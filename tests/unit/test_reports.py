@@ -303,3 +303,27 @@ def test_a_run_on_an_emulated_env_is_never_shown_as_a_pass_on_the_real_one() -> 
     assert "NOT THE REAL" not in render_html(real_record())
     compare = render_compare([emulated_run, replace(real_record(), client_id="lai_weekly_v5")])
     assert "| env | dev(emulated) | dev |" in compare
+
+
+def test_a_failed_runs_html_shows_its_error_and_log_tail_before_any_figure() -> None:
+    page = render_html(failed_record())
+    problem = page.index("What went wrong")
+    assert problem < page.index("Traceback: boom") < page.index("<h2>Timeline</h2>") < page.index("Estimated cost")
+    assert "What went wrong" not in render_html(real_record())
+
+
+def test_the_html_page_shows_times_to_the_second_and_keeps_figures_on_one_line() -> None:
+    record = replace(real_record(), started_at="2026-11-26T08:00:00.123456+00:00")
+    page = render_html(record)
+    assert "2026-11-26 08:00:00 UTC /" in page and ".123456" not in page
+    assert "td.num{text-align:right;font-variant-numeric:tabular-nums;\nwhite-space:nowrap}" in page
+    assert "<td class=num>120 / 512 MB</td>" in page  # memory used / size is a figure too
+
+
+def test_compare_shows_each_runs_payload_so_a_longer_period_is_not_read_as_a_regression() -> None:
+    week = replace(real_record(2.0), client_id="lai_weekly_v12", event={"client_id": "x", "period_days": 7})
+    records = [real_record(), week]
+    assert '| payload | `none` | `{"period_days": 7}` |' in render_compare(records)
+    assert "<td>payload</td><td class=num><code>none</code></td><td class=num><code>{&quot;period_days&quot;: 7}" in (
+        render_compare_html(records)
+    )

@@ -49,6 +49,48 @@ def test_profile_is_flag_then_aws_profile_then_none_with_keys_then_team_default(
     assert load_settings(tmp_path, {"VECTORA_ENV": "local"}, environ={"AWS_PROFILE": "x"}).profile is None
 
 
+def test_each_env_may_have_its_own_profile_from_dotenv_or_environment(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("AWS_PROFILE=shared\nAWS_PROFILE_PROD=from-dotenv\n")
+    environ = {"AWS_PROFILE_STAGE": "stage-profile"}
+    by_env = {env: load_settings(tmp_path, {"VECTORA_ENV": env}, environ=environ) for env in ("dev", "stage", "prod")}
+    assert {env: s.profile for env, s in by_env.items()} == {
+        "dev": "shared",
+        "stage": "stage-profile",
+        "prod": "from-dotenv",
+    }
+    assert by_env["prod"].credentials_origin() == "env prod, profile 'from-dotenv' from AWS_PROFILE_PROD"
+    assert load_settings(tmp_path, {"VECTORA_ENV": "prod", "AWS_PROFILE": "flag"}, environ=environ).profile == "flag"
+
+
+def test_keys_in_dotenv_reach_boto3_and_stay_secret(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "AWS_ACCESS_KEY_ID=AKIAFROMDOTENV\nAWS_SECRET_ACCESS_KEY=secret-from-dotenv\n"
+        "AWS_ENDPOINT_URL=http://127.0.0.1:4566\nAWS_REGION=eu-west-1\n"
+    )
+    settings = load_settings(tmp_path, environ={})
+    assert settings.profile is None  # keys in .env: no team default profile asked for
+    assert settings.credentials == {
+        "AWS_ACCESS_KEY_ID": "AKIAFROMDOTENV",
+        "AWS_SECRET_ACCESS_KEY": "secret-from-dotenv",
+    }
+    assert "secret-from-dotenv" in settings.secrets
+    from_environ = load_settings(tmp_path, environ={"AWS_SECRET_ACCESS_KEY": "secret-from-environment"})
+    assert from_environ.credentials["AWS_SECRET_ACCESS_KEY"] == "secret-from-environment"
+    from tasks.aws.clients import ClientFactory
+
+    factory = ClientFactory(settings.region, settings.profile, settings.endpoints, credentials=settings.credentials)
+    found = factory.session.get_credentials()
+    assert (found.access_key, found.secret_key, found.token) == ("AKIAFROMDOTENV", "secret-from-dotenv", None)
+    assert factory.s3().meta.endpoint_url == "http://127.0.0.1:4566" and factory.s3().meta.region_name == "eu-west-1"
+
+
 def test_a_malformed_handler_setting_says_the_expected_form(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"expected FOLDER:module\.function"):
         load_settings(tmp_path, environ={"LOCAL_HANDLER_INGEST": "lambdas/ingest"})
+
+
+def test_dotenv_example_documents_every_variable() -> None:
+    from tasks.settings import DEFAULTS
+
+    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    assert [name for name in DEFAULTS if f"# {name}=" not in example] == []
