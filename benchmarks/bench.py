@@ -288,7 +288,7 @@ def many_contexts(count: int, runs: int) -> list[Row]:
         clone_contexts(folder / "lai_weekly_v1", count)
         return [
             beyond_row(f"{number} make {target}, {count} contexts", *with_and_without(target), "start-up", 0.5)
-            for number, target in (("3a", "contexts"), ("3b", "report"), ("3c", "context"))
+            for number, target in (("3a", "contexts"), ("3b", "report"), ("3c", "new-context"))
         ]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from tasks.errors import ConfigError, UsageError
 from tasks.settings import DEFAULT_PROFILE, load_settings, validate_env
+from tests.conftest import REPO
 
 
 def test_defaults_apply_without_dotenv_or_environment(tmp_path: Path) -> None:
@@ -92,5 +93,5 @@ def test_a_malformed_handler_setting_says_the_expected_form(tmp_path: Path) -> N
 def test_dotenv_example_documents_every_variable() -> None:
     from tasks.settings import DEFAULTS
 
-    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    example = (REPO / ".env.example").read_text()
     assert [name for name in DEFAULTS if f"# {name}=" not in example] == []
