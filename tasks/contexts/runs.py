@@ -19,7 +19,8 @@ from tasks.pipeline.records import RunRecord
 from tasks.reports.figures import cost, total_seconds
 from tasks.reports.html import render_html
 from tasks.reports.junit import render_junit
-from tasks.reports.markdown import About, render_markdown
+from tasks.reports.format import About
+from tasks.reports.markdown import render_markdown
 from tasks.reports.workflow_log import render_workflow_log
 from tasks.signals import interrupted_code
 

@@ -7,28 +7,10 @@ from datetime import datetime
 from html import escape
 
 from tasks.pipeline.records import RunRecord, StepResult
-from tasks.reports.figures import cost, funnel, total_seconds
-from tasks.reports.markdown import (
-    NA,
-    NO_ABOUT,
-    About,
-    check_mark,
-    checks_cell,
-    checks_tally,
-    comparison,
-    count,
-    delta,
-    emulated,
-    memory,
-    ms,
-    number,
-    observed,
-    percent,
-    seconds,
-    size,
-    usd,
-    where,
-)
+from tasks.reports.figures import total_seconds
+from tasks.reports.format import NA, NO_ABOUT, About, checks_cell, emulated, ms, where
+from tasks.reports.markdown import comparison, delta, number
+from tasks.reports.sections import Cell, Problem, Table, run_report
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2933;margin:2rem auto;
@@ -71,23 +53,6 @@ def _badge(record: RunRecord) -> str:
     if warnings:
         badge += f' <span class="badge warnings">{warnings} WARNING{"S" * (warnings > 1)}</span>'
     return badge
-
-
-def checks_section(record: RunRecord) -> str:
-    """The data-level checks: a row each, ok in green, a warning in amber, a failure in red."""
-    if not record.checks:
-        return "<p>None ran.</p>"
-    rows = [
-        [escape(text) for text in (c.step, c.name, observed(c), c.expected, c.level, check_mark(c), c.message)]
-        for c in record.checks
-    ]
-    css = ["check-ok" if c.ok else f"check-{c.level}" for c in record.checks]
-    intro = (
-        f'<p class="note">Data-level checks: {escape(checks_tally(record))}; thresholds from '
-        f"<code>{escape(record.expectations or NA)}</code>.</p>"
-    )
-    head = ["step", "check", "observed", "expected", "level", "result", "what was wrong"]
-    return intro + _table(head, rows, (), css)
 
 
 def _table(
@@ -166,119 +131,68 @@ def timeline(record: RunRecord) -> str:
     return "".join(parts) + legend
 
 
+STAMPED = ("started", "finished")  # meta rows shown to the second
+
+
 def _stamp(iso: str | None) -> str:
     """An ISO timestamp to the second, e.g. 2026-11-26 01:38:17 UTC (run.json keeps the full precision)."""
-    if not iso:
+    if not iso or iso == NA:
         return NA
     moment = datetime.fromisoformat(iso)
     zone = moment.tzname() or ""
     return escape(f"{moment:%Y-%m-%d %H:%M:%S} {zone}".strip())
 
 
-def _problem(record: RunRecord, about: About) -> list[str]:
-    """A failed run's error, the failed steps' log tails and full logs: shown first, before any figure."""
-    failed = [s for s in record.steps if s.status != "passed"]
-    if not (record.error or failed):
-        return []
-    parts = [
-        '<section class="problem"><h2>What went wrong</h2>',
-        f"<p>{escape(record.error or failed[0].error or NA)}</p>",
+def _html_cell(cell: Cell) -> str:
+    text = escape(cell.text)
+    if cell.code and cell.text != NA:
+        text = f"<code>{text}</code>"
+    if cell.bar is not None:
+        text += f'<div class="bar"><span style="width:{cell.bar * 100:.0f}%"></span></div>'
+    return text
+
+
+def _html_table(table: Table) -> str:
+    numeric = {i for row in table.rows for i, cell in enumerate(row) if cell.number}
+    kinds = [f"check-{kind}" for kind in table.row_kinds] or None
+    return _table(list(table.head), [[_html_cell(c) for c in row] for row in table.rows], numeric, kinds)
+
+
+def _html_problem(problem: Problem) -> list[str]:
+    """A failed run's error, log tails and full logs: shown first, before any figure."""
+    parts = ['<section class="problem"><h2>What went wrong</h2>', f"<p>{escape(problem.error)}</p>"]
+    parts += [
+        f"<p>Log tail of <code>{escape(function)}</code>:</p><pre>{escape(tail)}</pre>"
+        for function, tail in problem.log_tails
     ]
     parts += [
-        f"<p>Log tail of <code>{escape(s.function_name)}</code>:</p><pre>{escape(s.log_tail)}</pre>"
-        for s in failed
-        if s.log_tail
-    ]
-    parts += [
-        f"<p>Full CloudWatch log of {escape(step)}: <code>{escape(path)}</code></p>" for step, path in about.full_logs
+        f"<p>Full CloudWatch log of {escape(step)}: <code>{escape(path)}</code></p>" for step, path in problem.full_logs
     ]
     return [*parts, "</section>"]
 
 
+def _html_meta(label: str, cell: Cell) -> str:
+    shown = _stamp(cell.text) if label in STAMPED else _html_cell(cell)
+    return f"<tr><td>{escape(label)}</td><td>{shown}</td></tr>"
+
+
 def render_html(record: RunRecord, about: About = NO_ABOUT) -> str:
-    """The run's report.html: the same content as report.md, with a timeline of the steps."""
-    meta = [
-        ("client_id", f"<code>{escape(record.client_id)}</code>"),
-        ("purpose", escape(about.purpose) or NA),
-        ("template", escape(about.template) or NA),
-        ("env / target", f"{escape(record.env)} / {escape(record.target)}"),
-        ("endpoint", escape(record.endpoint or "AWS (default endpoints)")),
-        ("config sha256", f"<code>{escape(record.config_sha256 or NA)}</code>"),
-        ("started / finished", f"{_stamp(record.started_at)} / {_stamp(record.finished_at)}"),
-        ("total", seconds(total_seconds(record))),
-    ]
-    if record.resumed_from:
-        meta.append(("resumed from", escape(record.resumed_from)))
-    meta += [("note", escape(note)) for note in record.notes]
+    """The run's report.html: the report model (tasks/reports/sections.py) on one page, with a timeline."""
+    report = run_report(record, about)
     body = [
-        f"<h1>E2E run {escape(record.run_id)} {_badge(record)}</h1>",
-        '<table class="meta">' + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in meta) + "</table>",
-        *_problem(record, about),
+        f"<h1>{escape(report.title)} {_badge(record)}</h1>",
+        '<table class="meta">' + "".join(_html_meta(label, cell) for label, cell in report.meta) + "</table>",
+        *(_html_problem(report.problem) if report.problem else []),
         "<h2>Timeline</h2>",
         timeline(record),
-        "<h2>Steps</h2>",
-        _table(
-            ["#", "step", "function", "status", "duration", "billed", "init", "memory used / size", "request id"],
-            [
-                [
-                    str(i),
-                    escape(s.step),
-                    f"<code>{escape(s.function_name)}</code>",
-                    escape(s.status),
-                    ms(s.duration_ms),
-                    ms(s.billed_duration_ms),
-                    ms(s.init_duration_ms),
-                    memory(s.max_memory_used_mb, s.memory_size_mb),
-                    f"<code>{escape(s.request_id or NA)}</code>",
-                ]
-                for i, s in enumerate(record.steps, start=1)
-            ],
-            {4, 5, 6, 7},
-        ),
-        "<h2>Funnel</h2>",
-        _table(
-            ["stage", "items", "", "of previous", "of ingested"],
-            [
-                [
-                    escape(s.label),
-                    count(s.count),
-                    f'<div class="bar"><span style="width:{(s.of_first or 0) * 100:.0f}%"></span></div>',
-                    percent(s.of_previous),
-                    percent(s.of_first),
-                ]
-                for s in funnel(record)
-            ],
-            {1, 3, 4},
-        ),
-        "<h2>Outputs verified</h2>",
-        _table(
-            ["step", "S3 object", "size", "ok"],
-            [
-                [
-                    escape(o.step),
-                    f"<code>{escape(o.uri)}</code>",
-                    size(o.size),
-                    "yes" if o.ok else f"<strong>NO</strong>: {escape(o.error or '')}",
-                ]
-                for o in record.outputs
-            ],
-            {2},
-        )
-        if record.outputs
-        else "<p>None.</p>",
     ]
-    body += ["<h2>Checks</h2>", checks_section(record)]
-    estimate = cost(record, record.region or "eu-west-3")
-    rows = [
-        [escape(c.step), c.architecture, NA if c.gb_seconds is None else f"{c.gb_seconds:.4f}", usd(c.usd)]
-        for c in estimate.steps
-    ]
-    rows.append(["<strong>total</strong>", "", "", f"<strong>{usd(estimate.usd)}</strong>"])
-    body += [
-        "<h2>Estimated cost</h2>",
-        _table(["step", "architecture", "GB-seconds", "cost"], rows, {2, 3}),
-        f'<p class="note">{escape(estimate.note)}</p>',
-    ]
+    for section in report.sections:
+        body.append(f"<h2>{escape(section.title)}</h2>")
+        if section.intro:
+            body.append(f'<p class="note">{escape(section.intro)}</p>')
+        body.append(_html_table(section.table) if section.table else f"<p>{escape(section.empty)}</p>")
+        if section.note:
+            body.append(f'<p class="note">{escape(section.note)}</p>')
     return _page(f"E2E run {record.run_id} ({record.status})", "\n".join(body))
 
 

@@ -21,9 +21,10 @@ from tasks.pipeline.checks import CheckResult
 from tasks.pipeline.judging import step_result
 from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResult
 from tasks.reports.figures import cost, funnel
+from tasks.reports.format import About
 from tasks.reports.html import render_compare_html, render_html
 from tasks.reports.junit import render_junit
-from tasks.reports.markdown import About, ContextRow, render_compare, render_markdown, render_summary
+from tasks.reports.markdown import ContextRow, render_compare, render_markdown, render_summary
 from tasks.reports.workflow_log import render_workflow_log
 from tests.conftest import FIXTURES
 
@@ -315,7 +316,7 @@ def test_a_failed_runs_html_shows_its_error_and_log_tail_before_any_figure() -> 
 def test_the_html_page_shows_times_to_the_second_and_keeps_figures_on_one_line() -> None:
     record = replace(real_record(), started_at="2026-11-26T08:00:00.123456+00:00")
     page = render_html(record)
-    assert "2026-11-26 08:00:00 UTC /" in page and ".123456" not in page
+    assert "<td>started</td><td>2026-11-26 08:00:00 UTC</td>" in page and ".123456" not in page
     assert "td.num{text-align:right;font-variant-numeric:tabular-nums;\nwhite-space:nowrap}" in page
     assert "<td class=num>120 / 512 MB</td>" in page  # memory used / size is a figure too
 
