@@ -131,7 +131,7 @@ def make_environ(unset: Iterable[str] = (), **variables: str) -> dict[str, str]:
     """The environment of a `make` run: safe, plus variables (as if exported in the shell), minus unset; the clone's
     .env counts."""
     environ = safe_environ(**variables)
-    for name in ("MAKEFLAGS", "MAKELEVEL", "VECTORA_DOTENV", *unset):
+    for name in ("MAKEFLAGS", "MAKELEVEL", "VECTORA_DOTENV", "VIRTUAL_ENV", *unset):
         environ.pop(name, None)
     return environ
 

@@ -73,6 +73,16 @@ def answer(body: dict[str, Any], status_code: int = 200) -> dict[str, Any]:
     return {"statusCode": status_code, "body": body}
 
 
+def run_step(event: dict[str, Any], step: Any) -> dict[str, Any]:
+    """What the real handlers do around their work: 400 without a client_id, 500 with the error's name and message."""
+    if not event.get("client_id"):
+        return answer({"status": "error", "error": "client_id is required"}, 400)
+    try:
+        return step(event)
+    except Exception as err:  # noqa: BLE001 - the real handlers answer 500 with the error's name and message
+        return error_answer(err)
+
+
 def error_answer(err: Exception) -> dict[str, Any]:
     """The real handlers' answer to an exception: statusCode 500, the exception's name and message."""
     print(f"[ERROR] {type(err).__name__}: {err}")

@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 from email.utils import parsedate_to_datetime
 
-from vectora_common import answer, client_config, dated_prefix, error_answer, now, read_yaml, simulated, write_json
+from vectora_common import answer, client_config, dated_prefix, now, read_yaml, run_step, simulated, write_json
 
 FETCH_TIMEOUT_S = 20
 USER_AGENT = "vectora-inbox-ingest/2 (sample)"
@@ -111,12 +111,7 @@ def _collect(sources: dict[str, dict], event: dict) -> tuple[list[dict], int]:
 
 
 def lambda_handler(event, context):
-    if not event.get("client_id"):
-        return answer({"status": "error", "error": "client_id is required"}, 400)
-    try:
-        return _ingest(event)
-    except Exception as err:  # noqa: BLE001 - the real handler answers 500 with the error's name and message
-        return error_answer(err)
+    return run_step(event, _ingest)
 
 
 def _ingest(event: dict) -> dict:

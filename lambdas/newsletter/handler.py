@@ -15,7 +15,7 @@ import time
 from datetime import date, datetime
 
 from botocore.exceptions import ClientError
-from vectora_common import answer, client_config, error_answer, now, read_json, simulated, write_json, write_object
+from vectora_common import answer, client_config, now, read_json, run_step, simulated, write_json, write_object
 
 SECTION_ICONS = {"regulatory_updates": "📋", "partnerships_deals": "🤝", "clinical_updates": "🔬", "others": "📰"}
 
@@ -128,12 +128,7 @@ def _curated(client_id: str, day: date) -> list[dict]:
 
 
 def lambda_handler(event, context):
-    if not event.get("client_id"):
-        return answer({"status": "error", "error": "client_id is required"}, 400)
-    try:
-        return _newsletter(event)
-    except Exception as err:  # noqa: BLE001 - the real handler answers 500 with the error
-        return error_answer(err)
+    return run_step(event, _newsletter)
 
 
 def _newsletter(event: dict) -> dict:

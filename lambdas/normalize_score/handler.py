@@ -23,10 +23,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from vectora_common import (
     answer,
     client_config,
-    error_answer,
     newest_non_empty,
     now,
     read_yaml,
+    run_step,
     simulated,
     write_json,
 )
@@ -217,12 +217,7 @@ def _refuse_test_data(path: str, items: list[dict]) -> None:
 
 
 def lambda_handler(event, context):
-    if not event.get("client_id"):
-        return answer({"status": "error", "error": "client_id is required"}, 400)
-    try:
-        return _normalize(event)
-    except Exception as err:  # noqa: BLE001 - the real handler answers 500 with the error's name and message
-        return error_answer(err)
+    return run_step(event, _normalize)
 
 
 def _normalize(event: dict) -> dict:

@@ -8,7 +8,9 @@ promotion or pass on an emulated endpoint is never counted as one on the real en
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 
 class RecordError(ValueError):
@@ -41,6 +43,13 @@ def _text(where: str, data: dict[str, Any], *names: str) -> None:
     for name in names:
         if not isinstance(data.get(name), str):
             raise RecordError(f"{where}.{name} should be a string")
+
+
+def _parse(kind: type[R], data: Any, where: str, *texts: str) -> R:
+    """A flat record of kind from data: every field present, the named ones strings."""
+    values = _check(kind, where, data)
+    _text(where, values, *texts)
+    return kind(**values)
 
 
 @dataclass(frozen=True)
@@ -90,9 +99,7 @@ class Upload:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "upload") -> Upload:
-        values = _check(cls, where, data)
-        _text(where, values, "at", "uri", "sha256", "action")
-        return cls(**values)
+        return _parse(cls, data, where, "at", "uri", "sha256", "action")
 
 
 @dataclass(frozen=True)
@@ -107,9 +114,7 @@ class Rollback:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "rollback") -> Rollback:
-        values = _check(cls, where, data)
-        _text(where, values, "at", "undid", "uri")
-        return cls(**values)
+        return _parse(cls, data, where, "at", "undid", "uri")
 
 
 @dataclass(frozen=True)
@@ -125,9 +130,7 @@ class Pull:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "pulled") -> Pull:
-        values = _check(cls, where, data)
-        _text(where, values, "at", "env", "uri", "sha256")
-        return cls(**values)
+        return _parse(cls, data, where, "at", "env", "uri", "sha256")
 
 
 @dataclass(frozen=True)
