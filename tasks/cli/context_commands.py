@@ -44,7 +44,9 @@ def context_new_command(args: argparse.Namespace) -> int:
 
 def _one_line(text: str, width: int) -> str:
     """text on one line, control characters escaped (an ESC is shown as \\x1b, never sent to the terminal)."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(text.split()))
+    text = " ".join(text.split())
+    if not text.isprintable():  # the common case skips this character-by-character pass
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -7,6 +7,7 @@ promotion or pass on an emulated endpoint is never counted as one on the real en
 
 from __future__ import annotations
 
+import functools
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, TypeVar
 
@@ -31,12 +32,20 @@ def _check(kind: type, where: str, data: Any) -> dict[str, Any]:
     """data as the keyword arguments of kind, each field present with a value of a plausible type."""
     if not isinstance(data, dict):
         raise RecordError(f"{where} should be an object, not {type(data).__name__}")
-    known = {f.name: f for f in fields(kind)}
+    known, required = _fields(kind)
     values = {k: v for k, v in data.items() if k in known}
-    for name, spec in known.items():
-        if name not in values and spec.default is MISSING and spec.default_factory is MISSING:
+    for name in required:
+        if name not in values:
             raise RecordError(f"{where} lacks the key {name!r}")
     return values
+
+
+@functools.cache
+def _fields(kind: type) -> tuple[frozenset[str], tuple[str, ...]]:
+    """A record kind's field names, and those without a default (computed once: listing reads thousands)."""
+    specs = fields(kind)
+    required = tuple(f.name for f in specs if f.default is MISSING and f.default_factory is MISSING)
+    return frozenset(f.name for f in specs), required
 
 
 def _text(where: str, data: dict[str, Any], *names: str) -> None:

@@ -221,8 +221,8 @@ def record_problem(path: Path, record: Any) -> str | None:
 
 def folder_problem(root: Path, path: Path) -> str | None:
     """Why the folder at path is not a real context folder inside root (a symlink leads elsewhere), or None."""
-    for item in (path, path / CONTEXT_FILE, path / "runs"):
-        if item.is_symlink():
+    for item in (str(path), f"{path}/{CONTEXT_FILE}", f"{path}/runs"):
+        if os.path.islink(item):
             return f"{item} is a symlink (to {os.readlink(item)}): a context folder must be a real folder inside {root}"
     return None
 
@@ -339,8 +339,8 @@ class ContextStore:
         """Every complete context, and every broken one with its problem, ordered by template then version."""
         found: list[Context | BrokenContext] = []
         for entry in os.scandir(self.root) if self.root.is_dir() else ():
-            path = Path(entry.path)
-            if CLIENT_ID.match(entry.name) and (entry.is_symlink() or os.path.lexists(path / CONTEXT_FILE)):
+            if CLIENT_ID.match(entry.name) and (entry.is_symlink() or os.path.lexists(f"{entry.path}/{CONTEXT_FILE}")):
+                path = Path(entry.path)
                 try:
                     found.append(self._context(path))
                 except ConfigError as err:
