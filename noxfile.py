@@ -65,13 +65,22 @@ def _call(session: nox.Session, *args: str) -> None:
     session.log(" ".join(command))
     interface = "make" if os.environ.get(INTERFACE) == "make" else "nox"  # whose syntax the task's hints use
     child = subprocess.Popen(command, cwd=ROOT, env=os.environ | {INTERFACE: interface})
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
+    interrupted: list[int] = []  # 128 + the signal, for each Ctrl-C or SIGTERM that arrived while it ran
+
+    def forward(signum: int, frame: object) -> None:
+        interrupted.append(128 + signum)
+        child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
     try:
-        code = _wait(child)
+        code = _wait(child, interrupted)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    code = 128 - code if code < 0 else code
+    if interrupted and code <= 128:  # the command handled the signal its own way (pytest exits 2): it was stopped
+        code = interrupted[0]
     if code:
-        _fail(session, 128 - code if code < 0 else code)
+        _fail(session, code)
 
 
 def _fail(session: nox.Session, code: int) -> None:
@@ -81,12 +90,12 @@ def _fail(session: nox.Session, code: int) -> None:
     session.error(f"exit {code}")
 
 
-def _wait(child: subprocess.Popen[bytes]) -> int:
+def _wait(child: subprocess.Popen[bytes], interrupted: list[int]) -> int:
     while True:
         try:
             return child.wait()
-        except KeyboardInterrupt:
-            continue
+        except KeyboardInterrupt:  # the child got Ctrl-C too: wait for it to record the interruption
+            interrupted.append(128 + signal.SIGINT)
 
 
 def _task(session: nox.Session, *args: str) -> None:

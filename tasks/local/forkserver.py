@@ -6,6 +6,7 @@ handler still runs under awslambdaric, in the function's own interpreter and pac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -48,6 +49,13 @@ class ForkedProcess:
         return self.returncode
 
 
+class ZygoteGone(Exception):
+    """The zygote does not answer (it died, e.g. killed by the OOM killer): a new one must be started.
+
+    Not an OSError: a BrokenPipeError would pass for the Invoke client hanging up, and get no answer at all.
+    """
+
+
 class Zygote:
     """One zygote per function interpreter; spawn() forks a sandbox from it."""
 
@@ -72,25 +80,30 @@ class Zygote:
         request = {"launcher": str(launcher), "env": variables, "cwd": str(cwd), "log": str(log)}
         assert self._process.stdin is not None
         with self._lock:
-            self._process.stdin.write(json.dumps(request).encode() + b"\n")
-            self._process.stdin.flush()
+            try:
+                self._process.stdin.write(json.dumps(request).encode() + b"\n")
+                self._process.stdin.flush()
+            except OSError as err:
+                raise ZygoteGone(f"the function environment's zygote is gone ({err})") from err
             with self._reply:
                 if not self._reply.wait_for(lambda: self._spawned or self._process.poll() is not None, timeout=30):
-                    raise OSError("the function environment's zygote did not answer")
+                    raise ZygoteGone("the function environment's zygote did not answer")
                 if not self._spawned:
-                    raise OSError(f"the function environment's zygote ended ({self._process.returncode})")
-                pid = self._spawned.pop(0)
-                return self._children.setdefault(pid, ForkedProcess(pid))
+                    raise ZygoteGone(f"the function environment's zygote ended ({self._process.returncode})")
+                return self._children[self._spawned.pop(0)]
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
 
     def _read(self) -> None:
         assert self._process.stdout is not None
         for line in self._process.stdout:
             kind, pid, *code = line.decode().split()
             with self._reply:
-                child = self._children.setdefault(int(pid), ForkedProcess(int(pid)))
-                if kind == "pid":
+                if kind == "pid":  # a new sandbox (a pid may come round again: a new record each time)
+                    self._children[int(pid)] = ForkedProcess(int(pid))
                     self._spawned.append(int(pid))
-                else:
+                elif (child := self._children.pop(int(pid), None)) is not None:
                     child.ended(int(code[0]))
                 self._reply.notify_all()
         with self._reply:
@@ -100,7 +113,8 @@ class Zygote:
             self._reply.notify_all()
 
     def stop(self) -> None:
-        """End the zygote (its sandboxes, ended by now, would follow it)."""
+        """End the zygote (its sandboxes, ended by now, would follow it); a zygote already gone is fine."""
         if self._process.stdin is not None:
-            self._process.stdin.close()
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
         self._process.wait()

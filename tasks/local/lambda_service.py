@@ -25,7 +25,7 @@ from typing import Any
 
 from tasks.errors import ConfigError
 from tasks.local.execution_env import ExecutionEnvironment, FunctionSpec
-from tasks.local.forkserver import Zygote
+from tasks.local.forkserver import Zygote, ZygoteGone
 from tasks.local.function_envs import FunctionEnvironments
 from tasks.local.services import function_environment
 from tasks.pipeline.report_line import LOG_TAIL_BYTES
@@ -207,7 +207,8 @@ class LocalLambdaRuntime:
     def _new_environment(self, function: LocalFunction) -> ExecutionEnvironment:
         """An environment for function, forked from its interpreter's zygote (call with self._lock held)."""
         spec = self._spec(function)
-        if spec.python not in self._zygotes:
+        zygote = self._zygotes.get(spec.python)
+        if zygote is None or not zygote.alive():  # first use, or it died (killed): start another
             self._zygotes[spec.python] = Zygote(spec.python, spec.variables)
         return ExecutionEnvironment(spec, self._zygotes[spec.python])
 
@@ -219,7 +220,10 @@ class LocalLambdaRuntime:
                     continue
                 environment = self._new_environment(function)
                 self._pools.setdefault(function.name, []).append(environment)
-            environment.start()
+            try:
+                environment.start()
+            except ZygoteGone:  # the first invoke starts another
+                self._discard(function, environment)
 
     def invoke(self, function: LocalFunction, event: bytes) -> LocalResult:
         """Run one event in a warm environment (or a new one) and answer as Lambda would; Throttled when all busy."""
@@ -238,7 +242,7 @@ class LocalLambdaRuntime:
         log = f"START RequestId: {request_id} Version: $LATEST\n{outcome.log}END RequestId: {request_id}\n{report}\n"
         return LocalResult(request_id, outcome.payload, "Unhandled" if outcome.error_type else None, log)
 
-    def _acquire(self, function: LocalFunction) -> ExecutionEnvironment:
+    def _acquire(self, function: LocalFunction, retry: bool = True) -> ExecutionEnvironment:
         with self._lock:
             pool = self._pools.setdefault(function.name, [])
             for environment in pool:
@@ -250,18 +254,28 @@ class LocalLambdaRuntime:
             environment = self._new_environment(function)
             environment.busy = True
             pool.append(environment)
-        environment.start()
+        try:
+            environment.start()
+        except ZygoteGone:  # it died since its last fork: drop this environment, start a new zygote, once
+            self._discard(function, environment)
+            if not retry:
+                raise
+            return self._acquire(function, retry=False)
         return environment
+
+    def _discard(self, function: LocalFunction, environment: ExecutionEnvironment) -> None:
+        with self._lock:
+            pool = self._pools.get(function.name, [])
+            if environment in pool:
+                pool.remove(environment)
+        environment.kill()
 
     def _release(self, function: LocalFunction, environment: ExecutionEnvironment) -> None:
         with self._lock:
             environment.busy = False
             environment.last_used = time.monotonic()
-            if not environment.alive():
-                pool = self._pools.get(function.name, [])
-                if environment in pool:
-                    pool.remove(environment)
-                environment.kill()
+        if not environment.alive():
+            self._discard(function, environment)
 
     def _reap(self) -> None:
         """Every few seconds, end the environments idle for longer than LOCAL_LAMBDA_IDLE_SECONDS."""
@@ -289,4 +303,4 @@ class LocalLambdaRuntime:
         for environment in environments:
             environment.kill()
         for zygote in zygotes:
-            zygote.stop()
+            zygote.stop()  # a zygote already gone is fine: the others are still stopped

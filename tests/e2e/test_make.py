@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.conftest import local_aws_server, make
+from tests.conftest import REPO, local_aws_server, make, safe_environ
 
 
 def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
@@ -131,3 +134,29 @@ def test_make_local_e2e_fails_a_pipeline_that_answers_success_without_data(clone
     assert "exit 1: a step or a check failed" in result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("step 2/3 normalize-score"))
     assert "failed" in line and "checks 3/5" in line and "not_normalized_share" in line and "expected <= 10%" in line
+
+
+def test_ctrl_c_during_a_command_that_handles_it_ends_nox_with_130(tmp_path: Path) -> None:
+    """pytest answers Ctrl-C with its own exit code (2): nox must still stop and say it was interrupted."""
+    started = tmp_path / "started"
+    (tmp_path / "test_slow.py").write_text(
+        f"import pathlib, time\ndef test_slow():\n    pathlib.Path({str(started)!r}).touch()\n    time.sleep(60)\n"
+    )
+    sessions = ["-f", str(REPO / "noxfile.py"), "-s", "tests", "lint"]
+    pytest_args = ["--", "-n", "0", "-p", "no:cacheprovider", str(tmp_path / "test_slow.py")]
+    nox = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "nox", *sessions, *pytest_args],
+        cwd=REPO,
+        env=safe_environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(nox.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    _, stderr = nox.communicate(timeout=60)
+    assert nox.returncode == 130 and "exit 130: interrupted" in stderr, stderr
+    assert "Running session lint" not in stderr  # it stopped there, as a shell would

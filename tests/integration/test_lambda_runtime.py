@@ -4,6 +4,8 @@ per-function settings and the Invoke API's answers."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import textwrap
 import threading
 import time
@@ -333,3 +335,16 @@ def test_a_local_run_prewarms_and_reports_each_functions_own_memory(contexts_dir
     used = [s.max_memory_used_mb for s in record.steps]
     assert all(u is not None and 20 < u < 200 for u in used)
     assert all(s.init_duration_ms is not None for s in record.steps)  # each function's first (cold) invoke
+
+
+def test_a_killed_zygote_is_replaced_and_the_function_still_answers(local: Any) -> None:
+    """The process environments are forked from may die (the OOM killer): the next cold start starts another."""
+    runtime = local("counter")
+    first = runtime.payload()
+    zygote = int(Path(f"/proc/{first['pid']}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(zygote, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{first['pid']}").exists() and time.monotonic() < deadline:  # its sandboxes follow it
+        time.sleep(0.02)
+    again = runtime.payload()
+    assert again["calls"] == 1 and again["pid"] != first["pid"]  # a new cold environment, from a new zygote
