@@ -22,9 +22,10 @@ from tasks.cli.common import (
 )
 from tasks.cli.context_commands import create_context
 from tasks.contexts.store import Context, utc_now, validate_client_id
-from tasks.errors import EXIT_MEANINGS, EXIT_PASSED, ToolkitError, UsageError
+from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError, UsageError
 from tasks.interface import for_interface
 from tasks.settings import STEPS, Settings, load_settings
+from tasks.signals import interrupted_code
 
 AWS_ENVS = ("dev", "stage", "prod", "local")
 
@@ -165,4 +166,5 @@ def local_aws_command(args: argparse.Namespace) -> int:
         print("stopped")
     finally:
         server.stop()
-    return EXIT_PASSED
+    code = interrupted_code()  # Ctrl-C is how it is meant to stop (0); SIGTERM says so (143), as every command does
+    return EXIT_PASSED if code == EXIT_INTERRUPTED else code
