@@ -6,6 +6,7 @@ boto and botocore errors become our errors here (with their cause kept), so call
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -120,6 +121,7 @@ class ClientFactory:
         self.profile = profile
         self.endpoints = dict(endpoints or {})
         self._lock = threading.Lock()  # a boto3 session is not thread-safe; the clients it makes are
+        self._lambda_clients: dict[int, LambdaClient] = {}  # by read timeout: one client serves every step
         if local_credentials:
             self.session = _isolated_session(region)
         else:
@@ -145,11 +147,17 @@ class ClientFactory:
         return self._client("logs")
 
     def lambda_(self, read_timeout: float = 60) -> LambdaClient:
-        """A Lambda client that waits read_timeout for an answer and never retries an invoke by itself."""
-        config = Config(
-            read_timeout=read_timeout, connect_timeout=10, tcp_keepalive=True, retries={"total_max_attempts": 1}
-        )
-        return self._client("lambda", config)
+        """A Lambda client that waits read_timeout (whole seconds, rounded up) for an answer and never retries an
+        invoke by itself; made once per timeout, since making a client costs more CPU than an invoke."""
+        seconds = math.ceil(read_timeout)
+        with self._lock:
+            cached = self._lambda_clients.get(seconds)
+        if cached is not None:
+            return cached
+        config = Config(read_timeout=seconds, connect_timeout=10, tcp_keepalive=True, retries={"total_max_attempts": 1})
+        client: LambdaClient = self._client("lambda", config)
+        with self._lock:
+            return self._lambda_clients.setdefault(seconds, client)
 
 
 def error_code(err: ClientError) -> str:
