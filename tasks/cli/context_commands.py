@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from tasks.cli.common import ROOT, client_factory, context_store
 from tasks.contexts.files import lock_held
+from tasks.contexts.listing import Listed, listing
 from tasks.contexts.records import RunSummary, target_label
 from tasks.contexts.store import BrokenContext, Context, default_purpose, utc_now
 from tasks.errors import EXIT_PASSED
@@ -50,7 +51,7 @@ def _one_line(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _run_text(context: Context, run: RunSummary | None) -> str:
+def _run_text(context: Listed, run: RunSummary | None) -> str:
     if not run:
         return "-"
     status = run.status
@@ -59,19 +60,18 @@ def _run_text(context: Context, run: RunSummary | None) -> str:
     return f"{target_label(run.env, run.endpoint)} {run.run_id} {status}"
 
 
-def _row(context: Context | BrokenContext) -> str:
+def _row(context: Listed | BrokenContext) -> str:
     if isinstance(context, BrokenContext):
         return f"{context.client_id:<22} {'broken':<12} {'-':<16} {'-':<42} {_one_line(context.problem, 200)}"
-    promoted = ",".join(sorted(target_label(t.env, t.endpoint) for t in context.targets.values() if t.promotion))
     last = _run_text(context, context.last_run)
     return (
-        f"{context.client_id:<22} {context.status:<12} {promoted or '-':<16} {last:<42} "
+        f"{context.client_id:<22} {context.status:<12} {','.join(context.promoted) or '-':<16} {last:<42} "
         f"{_one_line(context.purpose, 60)}"
     )
 
 
 def context_list_command(args: argparse.Namespace) -> int:
-    contexts = context_store().scan()
+    contexts = listing(context_store())
     if not contexts:
         print(for_interface("no contexts yet: `make new-context` or `make local-e2e` creates one"))
         return EXIT_PASSED

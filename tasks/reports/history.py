@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.contexts.files import read_json
+from tasks.contexts.listing import Listed, listing
 from tasks.contexts.records import target_label
 from tasks.contexts.runs import RunFolder, summarize, write_reports
 from tasks.contexts.store import BrokenContext, Context, ContextStore
@@ -70,23 +71,18 @@ def _newest(records: Sequence[RunRecord | None]) -> RunRecord | None:
     return max(known, key=lambda r: r.started_at) if known else None
 
 
-def _row(context: Context | BrokenContext, published: Sequence[RunRecord]) -> ContextRow:
-    """A context's summary row, from context.json alone (no run.json is read: 10,000 contexts list in well under
-    a second); a broken context shows as broken."""
+def _row(context: Listed | BrokenContext, published: Sequence[RunRecord]) -> ContextRow:
+    """A context's summary row, from its listing (no run.json is read); a broken context shows as broken."""
     if isinstance(context, BrokenContext):
         return ContextRow(context.client_id, f"broken: {context.problem}", "broken", {}, None)
-    targets = {"local": context.local} | {
-        target_label(t.env, t.endpoint): t.last_run for t in context.targets.values() if t.last_run
-    }
-    statuses = {label: last.status for label, last in targets.items() if last}
     candidates = [context.last_run, *(summarize(r) for r in published if r.client_id == context.client_id)]
     newest = max((c for c in candidates if c), key=lambda c: c.started_at, default=None)
-    return ContextRow(context.client_id, context.purpose, context.status, statuses, newest)
+    return ContextRow(context.client_id, context.purpose, context.status, context.statuses, newest)
 
 
 def summary(store: ContextStore, published: Sequence[RunRecord] = ()) -> list[ContextRow]:
     """One row per context (local, or known only from published runs): status per target and its latest run."""
-    rows = [_row(context, published) for context in store.scan()]
+    rows = [_row(context, published) for context in listing(store)]
     local_ids = {row.client_id for row in rows}
     for client_id in sorted({r.client_id for r in published} - local_ids):
         last = _newest([r for r in published if r.client_id == client_id])

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tasks.contexts.listing import Listed, listing
 from tasks.contexts.store import BrokenContext, ContextStore, validate_client_id
 from tasks.errors import ConfigError, UsageError
 from tests.conftest import REPO, run_tasks, safe_environ
@@ -179,3 +180,22 @@ def test_a_broken_record_is_named_refused_and_listed_as_broken(store: ContextSto
             action()
     [broken] = store.scan()
     assert isinstance(broken, BrokenContext) and problem in broken.problem and store.list() == []
+
+
+def test_the_listing_is_cached_by_each_context_json_and_never_stale(store: ContextStore, contexts_dir: Path) -> None:
+    first = store.create("lai_weekly", "first", NOW)
+    second = store.create("lai_weekly", "second", NOW)
+    assert [c.purpose for c in listing(store) if isinstance(c, Listed)] == ["first", "second"]
+    cache = contexts_dir / ".listing.json"
+    document = json.loads(cache.read_text())
+    document["entries"][first.client_id]["row"]["purpose"] = "as cached"
+    cache.write_text(json.dumps(document))
+    assert [c.purpose for c in listing(store) if isinstance(c, Listed)] == ["as cached", "second"]  # the cache is used
+    store.update(second.client_id, lambda context: replace(context, status="failed"))  # a rewrite: a new stamp
+    (first.path / "context.json").write_text("{truncated")
+    rows = {c.client_id: c for c in listing(store)}
+    assert isinstance(rows[first.client_id], BrokenContext) and "not JSON" in rows[first.client_id].problem
+    assert isinstance(rows[second.client_id], Listed) and rows[second.client_id].status == "failed"
+    cache.write_text("[not a cache")  # a damaged cache is ignored and rebuilt
+    assert [c.client_id for c in listing(store)] == [first.client_id, second.client_id]
+    assert json.loads(cache.read_text())["schema"] == 1
