@@ -23,12 +23,12 @@ from tasks.contexts.store import (
     BrokenContext,
     Context,
     ContextStore,
-    split_client_id,
 )
 from tasks.errors import ConfigError
 
 CACHE_FILE = ".listing.json"
 CACHE_SCHEMA = 1
+LISTED_RUN_KEYS = ("run_id", "env", "status", "started_at", "endpoint", "total_seconds", "cost_usd")
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,16 @@ class Listed:
     """One context as a listing shows it."""
 
     client_id: str
-    path: Path
+    folder: str
     status: str
     purpose: str
     promoted: tuple[str, ...]  # target labels with a promotion: dev, dev(emulated)...
     statuses: dict[str, str]  # the last run's status per target label (local, dev...)
     last_run: RunSummary | None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder)
 
     @classmethod
     def of(cls, context: Context) -> Listed:
@@ -50,7 +54,7 @@ class Listed:
         }
         return cls(
             client_id=context.client_id,
-            path=context.path,
+            folder=str(context.path),
             status=context.status,
             purpose=context.purpose,
             promoted=tuple(sorted(target_label(t.env, t.endpoint) for t in context.targets.values() if t.promotion)),
@@ -59,19 +63,26 @@ class Listed:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "path": None}
+        """The cached form: the last run cut to what a listing shows (the cache stays small at 10,000 contexts)."""
+        last = asdict(self.last_run) if self.last_run else None
+        return {
+            **asdict(self),
+            "folder": None,
+            "last_run": {k: v for k, v in last.items() if k in LISTED_RUN_KEYS} if last else None,
+        }
 
     @classmethod
-    def from_json(cls, path: Path, data: dict[str, Any]) -> Listed:
+    def from_json(cls, folder: str, data: dict[str, Any]) -> Listed:
+        """A cached entry (written by this module: a damaged one raises TypeError, KeyError or ValueError)."""
         last = data["last_run"]
         return cls(
             client_id=data["client_id"],
-            path=path,
+            folder=folder,
             status=data["status"],
             purpose=data["purpose"],
             promoted=tuple(data["promoted"]),
             statuses=dict(data["statuses"]),
-            last_run=RunSummary.from_json(last) if last else None,
+            last_run=RunSummary(**last) if last else None,
         )
 
 
@@ -100,18 +111,19 @@ def listing(store: ContextStore) -> list[Listed | BrokenContext]:
     cache_path = store.root / CACHE_FILE
     cached = _read_cache(cache_path)
     entries: dict[str, Any] = {}
-    found: list[Listed | BrokenContext] = []
+    found: list[tuple[tuple[str, int], Listed | BrokenContext]] = []
     for entry in os.scandir(store.root) if store.root.is_dir() else ():
-        if not CLIENT_ID.match(entry.name):
+        match = CLIENT_ID.match(entry.name)
+        if not match:
             continue
-        if not entry.is_symlink() and not os.path.lexists(f"{entry.path}/{CONTEXT_FILE}"):
-            continue
-        path = Path(entry.path)
+        order = (match["template"], int(match["version"]))
         stamp = None if entry.is_symlink() else _stamp(entry.path)
+        if stamp is None and not entry.is_symlink() and not os.path.lexists(f"{entry.path}/{CONTEXT_FILE}"):
+            continue  # a folder being created, or not a context
         hit = cached.get(entry.name)
         if stamp is not None and hit and hit.get("stamp") == stamp:
             try:
-                found.append(Listed.from_json(path, hit["row"]))
+                found.append((order, Listed.from_json(entry.path, hit["row"])))
                 entries[entry.name] = hit
                 continue
             except (KeyError, TypeError, ValueError, RecordError):
@@ -119,9 +131,9 @@ def listing(store: ContextStore) -> list[Listed | BrokenContext]:
         try:
             listed = Listed.of(store.load(entry.name))
         except ConfigError as err:
-            found.append(BrokenContext(entry.name, path, str(err)))
+            found.append((order, BrokenContext(entry.name, Path(entry.path), str(err))))
             continue
-        found.append(listed)
+        found.append((order, listed))
         if stamp is not None:
             entries[entry.name] = {"stamp": stamp, "row": listed.to_json()}
     if entries != cached:
@@ -129,4 +141,4 @@ def listing(store: ContextStore) -> list[Listed | BrokenContext]:
             write_atomic(cache_path, json.dumps({"schema": CACHE_SCHEMA, "entries": entries}).encode("utf-8"))
         except OSError:
             pass  # a read-only contexts folder still lists, just without the cache
-    return sorted(found, key=lambda c: split_client_id(c.client_id))
+    return [item for _, item in sorted(found, key=lambda pair: pair[0])]
