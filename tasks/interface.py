@@ -20,6 +20,7 @@ COMMANDS = {
     "promote": "promote",
     "upload-config": "upload-config",
     "rollback": "rollback",
+    "pull": "pull",
     "local-aws": "local-aws",
     "report": "report",
     "contexts": "context list",

@@ -105,8 +105,10 @@ MAKE = ("make", "--no-print-directory")
 
 
 @contextlib.contextmanager
-def local_aws_server(clone: Path) -> Iterator[dict[str, str]]:
-    """`make local-aws`'s server (python -m tasks local-aws) in clone; yields the variables that point flows at it."""
+def local_aws_server(clone: Path, stop: signal.Signals = signal.SIGINT, code: int = 0) -> Iterator[dict[str, str]]:
+    """`make local-aws`'s server (python -m tasks local-aws) in clone; yields the variables that point flows at it.
+
+    At the end it is sent stop, and must exit with code."""
     server = subprocess.Popen(
         [str(clone / ".venv" / "bin" / "python"), "-m", "tasks", "local-aws", "--port", "0"],
         cwd=clone,
@@ -122,9 +124,9 @@ def local_aws_server(clone: Path) -> Iterator[dict[str, str]]:
         assert endpoint.startswith("http://127.0.0.1:"), first_line
         yield {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(stop)
         server.wait(timeout=30)
-    assert server.returncode == 0
+    assert server.returncode == code
 
 
 def make_environ(unset: Iterable[str] = (), **variables: str) -> dict[str, str]:

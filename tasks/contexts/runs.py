@@ -95,7 +95,7 @@ def summarize(record: RunRecord) -> RunSummary:
         endpoint=None if record.env == "local" else record.endpoint,
         config_sha256=record.config_sha256,
         total_seconds=total_seconds(record),
-        cost_usd=cost(record, record.region or "eu-west-3").usd,
+        cost_usd=cost(record).usd,
         checks_held=sum(1 for c in record.checks if c.ok),
         checks_total=len(record.checks),
         warnings=len(record.warnings),

@@ -277,26 +277,33 @@ class ContextStore:
             except FileExistsError:
                 version += 1
         client_id = path.name
+
+        def config() -> bytes:
+            values = {
+                "CLIENT_ID": client_id,
+                "NAME": f"{client_id}: {purpose.splitlines()[0][:80] if purpose else template}",
+                "CONTEXT_ID": uuid.uuid4().hex[:12],
+                "PURPOSE": purpose,
+                "ENVIRONMENT": env,
+                "DATE": now.date().isoformat(),
+                "PROMOTED_FROM": previous,
+            }
+            return client_config.render_template(template_path, values)
+
+        return self.fill(path, config, lambda sha: Context(client_id, template, purpose, now.isoformat(), "new", sha, path))
+
+    def fill(self, path: Path, config: Callable[[], bytes], record: Callable[[str], Context]) -> Context:
+        """Write a just-reserved context folder: its config, its template's expectations, then context.json.
+
+        record makes the Context from the config's SHA-256. Whatever fails, the folder is removed: no half context.
+        """
         try:
-            config = client_config.render_template(
-                template_path,
-                {
-                    "CLIENT_ID": client_id,
-                    "NAME": f"{client_id}: {purpose.splitlines()[0][:80] if purpose else template}",
-                    "CONTEXT_ID": uuid.uuid4().hex[:12],
-                    "PURPOSE": purpose,
-                    "ENVIRONMENT": env,
-                    "DATE": now.date().isoformat(),
-                    "PROMOTED_FROM": previous,
-                },
-            )
-            write_atomic(path / CONFIG_FILE, config)
-            expectations = self.expectations_template(template)
+            data = config()
+            write_atomic(path / CONFIG_FILE, data)
+            context = record(client_config.sha256(data))
+            expectations = self.expectations_template(context.template)
             if expectations.is_file():
                 write_atomic(path / EXPECT_FILE, expectations.read_bytes())
-            context = Context(
-                client_id, template, purpose, now.isoformat(), "new", client_config.sha256(config), path
-            )
             write_json(path / CONTEXT_FILE, context.to_json())
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)

@@ -7,16 +7,14 @@ the real one. Planning (a dry run) and carrying out are separate: `plan_upload` 
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tasks.aws import client_configs
 from tasks.contexts import client_config
-from tasks.contexts.files import write_atomic, write_json
 from tasks.contexts.records import Pull, Rollback, Upload
-from tasks.contexts.store import CONFIG_FILE, CONTEXT_FILE, EXPECT_FILE, Context, ContextStore, split_client_id
+from tasks.contexts.store import Context, ContextStore, split_client_id
 from tasks.errors import UsageError
 from tasks.settings import Settings
 
@@ -147,17 +145,9 @@ class ConfigFlows:
             os.mkdir(path)  # atomic: a concurrent pull or creation of the same client_id fails here
         except FileExistsError as err:
             raise UsageError(f"{client_id} is already a context here: `make contexts` shows it") from err
-        try:
-            write_atomic(path / CONFIG_FILE, config)
-            expectations = self.store.expectations_template(template)
-            if expectations.is_file():
-                write_atomic(path / EXPECT_FILE, expectations.read_bytes())
-            where = f"{pulled.env}" + (f" on {pulled.endpoint}" if pulled.endpoint else "")
-            context = Context(
-                client_id, template, f"pulled from {where}", pulled.at, "pulled", pulled.sha256, path, pulled=pulled
-            )
-            write_json(path / CONTEXT_FILE, context.to_json())
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
-        return context
+        purpose = "pulled from " + pulled.env + (f" on {pulled.endpoint}" if pulled.endpoint else "")
+        return self.store.fill(
+            path,
+            lambda: config,
+            lambda sha: Context(client_id, template, purpose, pulled.at, "pulled", sha, path, pulled=pulled),
+        )

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.contexts.files import file_lock, lock_held
-from tasks.local.forkserver import Process, Zygote
+from tasks.local.forkserver import ForkedProcess, Zygote
 
 LAUNCHER = Path(__file__).with_name("lambda_launcher.py")
 RUNTIME_PREFIX = "/2018-06-01/runtime"
@@ -127,10 +126,10 @@ class _Invocation:
 class ExecutionEnvironment:
     """A warm-able sandbox for one function: start(), then invoke() one event at a time, kill() when done.
 
-    With a zygote, the process is forked from it (forkserver.py); else it is a fresh interpreter.
+    Its process is forked from the zygote of the function's interpreter (forkserver.py).
     """
 
-    def __init__(self, spec: FunctionSpec, zygote: Zygote | None = None) -> None:
+    def __init__(self, spec: FunctionSpec, zygote: Zygote) -> None:
         self.spec = spec
         self.zygote = zygote
         self.busy = False
@@ -147,7 +146,7 @@ class ExecutionEnvironment:
         self._resources = contextlib.ExitStack()
         self._log_path = self._resources.enter_context(environment_folder()) / "output.log"
         self._server = _RuntimeApiServer(("127.0.0.1", 0), self._handler())
-        self._process: Process | None = None
+        self._process: ForkedProcess | None = None
 
     @property
     def pid(self) -> int | None:
@@ -159,19 +158,8 @@ class ExecutionEnvironment:
         port = self._server.server_address[1]
         variables = self.spec.variables | {"AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}", "_HANDLER": self.spec.handler}
         self._spawned_at = time.monotonic()
-        with self._log_path.open("wb") as log:
-            if self.zygote is not None:
-                self._process = self.zygote.spawn(LAUNCHER, variables, self.spec.task_root, self._log_path)
-                return
-            self._process = subprocess.Popen(
-                [str(self.spec.python), "-P", str(LAUNCHER)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=variables,
-                cwd=self.spec.task_root,
-                start_new_session=True,
-            )
+        self._log_path.touch()
+        self._process = self.zygote.spawn(LAUNCHER, variables, self.spec.task_root, self._log_path)
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None

@@ -11,21 +11,9 @@ import json
 import subprocess
 import threading
 from pathlib import Path
-from typing import Protocol
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
 SHARED_VARIABLES = ("TZ", "LANG", "PATH", "PYTHONUNBUFFERED")  # what every sandbox's interpreter starts with
-
-
-class Process(Protocol):
-    """What an execution environment needs of its process (subprocess.Popen has it)."""
-
-    @property
-    def pid(self) -> int: ...
-
-    def poll(self) -> int | None: ...
-
-    def wait(self) -> int: ...
 
 
 class ForkedProcess:

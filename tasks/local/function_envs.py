@@ -9,6 +9,7 @@ place) and locked, so concurrent runs never see half an environment.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -26,6 +27,7 @@ REQUIREMENTS_FILE = "requirements.txt"
 UV = Path(sys.executable).with_name("uv")
 
 
+@functools.cache  # importlib.metadata scans site-packages: once per process, not per cold start
 def runtime_packages() -> tuple[str, ...]:
     """What the managed runtime provides: its client, and the boto3/botocore of this toolkit (as pinned by its lock)."""
     return (RUNTIME_CLIENT, f"boto3=={version('boto3')}", f"botocore=={version('botocore')}")

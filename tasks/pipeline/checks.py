@@ -212,7 +212,8 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def check_ingest(body: Mapping[str, Any], files: Mapping[str, bytes | None], judge: _Judge) -> None:
+def check_ingest(body: Mapping[str, Any], files: Mapping[str, bytes | None], chain: Chain, judge: _Judge) -> None:
+    """Ingest starts the chain: it is held to its answer and its items.json only."""
     items = _parse_json(files.get("items.json"))
     written = len(items) if isinstance(items, list) else None
     judge.threshold("items_written", written, "items in items.json", None if written is not None else "not a JSON list")
@@ -281,8 +282,8 @@ def check_newsletter(body: Mapping[str, Any], files: Mapping[str, bytes | None],
     judge.threshold("markdown_items", len(NEWSLETTER_ITEM.findall(markdown)), "item headings (###) in newsletter.md")
 
 
-CHECKERS: dict[str, Callable[..., None]] = {
-    "ingest": lambda body, files, chain, judge: check_ingest(body, files, judge),
+CHECKERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, bytes | None], Chain, _Judge], None]] = {
+    "ingest": check_ingest,
     "normalize-score": check_normalize,
     "newsletter": check_newsletter,
 }

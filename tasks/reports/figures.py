@@ -90,8 +90,10 @@ def architecture(record: RunRecord, step: str) -> str:
     return "arm64" if "arm64" in architectures else "x86_64"
 
 
-def cost(record: RunRecord, region: str) -> Cost:
-    """Estimated Lambda cost of the run's invocations: requests plus billed GB-seconds."""
+def cost(record: RunRecord, region: str | None = None) -> Cost:
+    """Estimated Lambda cost of the run's invocations: requests plus billed GB-seconds, at the prices of region
+    (default: the run's own region, else the pipeline's, eu-west-3)."""
+    region = region or record.region or REGIONS_PRICED[0]
     steps = []
     for step in record.steps:
         arch = architecture(record, step.step)

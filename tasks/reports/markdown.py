@@ -116,7 +116,7 @@ def comparison(records: list[RunRecord]) -> tuple[list[str], list[Column]]:
         values["matched / normalized (%)"] = None if matched.of_previous is None else matched.of_previous * 100
         values["selected / ingested (%)"] = None if selected.of_first is None else selected.of_first * 100
         values["total (s)"] = total_seconds(record)
-        values["cost (USD)"] = cost(record, record.region or "eu-west-3").usd
+        values["cost (USD)"] = cost(record).usd
         columns.append(Column(record, values))
     return labels, columns
 

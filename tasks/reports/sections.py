@@ -158,7 +158,7 @@ def _checks(record: RunRecord) -> Section:
 
 
 def _cost(record: RunRecord) -> Section:
-    estimate = cost(record, record.region or "eu-west-3")
+    estimate = cost(record)
     rows = tuple(
         (
             Cell(c.step),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ from tasks.errors import EnvironmentProblem
 from tasks.local.server import EmbeddedAws, create_buckets, upload_canonical
 from tasks.pipeline.report_line import parse_report
 from tasks.settings import Settings
-from tests.conftest import REPO, safe_environ, settings_for
+from tests.conftest import REPO, local_aws_server, settings_for
 
 
 def clients(settings: Settings, endpoint: str, read_timeout: float = 30) -> tuple:
@@ -177,15 +175,6 @@ def test_a_port_already_taken_is_a_clear_environment_problem(settings: Settings)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 0), (signal.SIGTERM, 143)])
-def test_local_aws_stops_on_ctrl_c_and_says_when_it_was_terminated(signum: int, code: int) -> None:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tasks", "local-aws", "--port", "0"],
-        cwd=REPO,
-        env=safe_environ(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None and "embedded AWS on http://127.0.0.1:" in server.stdout.readline()
-    server.send_signal(signum)
-    assert server.wait(timeout=30) == code
+def test_local_aws_stops_on_ctrl_c_and_says_when_it_was_terminated(signum: signal.Signals, code: int) -> None:
+    with local_aws_server(REPO, signum, code) as flows:
+        assert flows["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
