@@ -118,6 +118,7 @@ class _Invocation:
     event: bytes
     deadline: float
     delivered_at: float | None = None
+    delivered_on_poll: int = 0  # which request for the next event received it: the one after it ends the invocation
     finished: threading.Event = field(default_factory=threading.Event)
     payload: bytes = b""
     error_type: str | None = None
@@ -176,7 +177,7 @@ class ExecutionEnvironment:
         error = self._wait(invocation)
         ended = time.monotonic()
         if error is None:
-            self._wait_for_next_poll()
+            self._wait_for_next_poll(invocation)
         peak = memory_kb(self._process.pid, "VmHWM")
         log = self._read_log(offset) + self._closing_line(error)
         if error is not None:
@@ -220,11 +221,14 @@ class ExecutionEnvironment:
                 return _error("Runtime.ExitError", message), "Runtime.ExitError"
         return None
 
-    def _wait_for_next_poll(self) -> None:
-        """After an answer, wait (briefly) until the client asks for the next event: its output is then all written."""
+    def _wait_for_next_poll(self, invocation: _Invocation) -> None:
+        """After an answer, wait (briefly) until the client asks for the next event: its output is then all written.
+
+        Counted from the poll that received the invocation: the next one may well have come before this wait begins.
+        """
         with self._state:
-            polls = self._polls
-            self._state.wait_for(lambda: self._polls > polls or not self.alive(), timeout=FLUSH_WAIT_S)
+            delivered_on = invocation.delivered_on_poll
+            self._state.wait_for(lambda: self._polls > delivered_on or not self.alive(), timeout=FLUSH_WAIT_S)
 
     @staticmethod
     def _closing_line(error: tuple[bytes, str] | None) -> str:
@@ -270,6 +274,7 @@ class ExecutionEnvironment:
             invocation, self._pending = self._pending, None
             if invocation is not None:
                 invocation.delivered_at = time.monotonic()
+                invocation.delivered_on_poll = self._polls
                 self._current = invocation
             return invocation
 

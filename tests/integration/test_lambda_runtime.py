@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import textwrap
 import threading
 import time
@@ -18,6 +19,8 @@ from botocore.exceptions import ClientError
 
 from tasks.aws import clients as aws
 from tasks.errors import ConfigError
+from tasks.local.execution_env import FLUSH_WAIT_S, ExecutionEnvironment, FunctionSpec
+from tasks.local.forkserver import ForkedProcess
 from tasks.local.server import EmbeddedAws
 from tasks.pipeline.report_line import decode_log_tail, parse_report
 from tasks.settings import Settings
@@ -348,3 +351,35 @@ def test_a_killed_zygote_is_replaced_and_the_function_still_answers(local: Any) 
         time.sleep(0.02)
     again = runtime.payload()
     assert again["calls"] == 1 and again["pid"] != first["pid"]  # a new cold environment, from a new zygote
+
+
+def test_an_answer_is_returned_at_once_when_the_clients_next_poll_came_first(tmp_path: Path) -> None:
+    """The runtime client asks for the next event right after answering. When that request arrives before the runtime
+    looks at the answer, the runtime must count it, not wait FLUSH_WAIT_S for yet another one (it used to, at random:
+    up to half a second lost per step). The test plays the client on the environment's own Runtime API methods."""
+    spec = FunctionSpec("f", "arn:aws:lambda:eu-west-3:0:function:f", "h.f", tmp_path, Path(sys.executable), {}, 5, 128)
+    environment = ExecutionEnvironment(spec, zygote=None)  # type: ignore[arg-type]  # never started: no process
+    environment._process = ForkedProcess(os.getpid())  # alive, with a /proc entry for the memory reading
+
+    def client() -> None:
+        first = environment._next()
+        assert first is not None
+        with environment._state:  # the answer and the next poll, both before the runtime can look
+            environment._finish(first.request_id, b'{"ok": true}', None)
+            environment._next()  # counts the poll, then waits (lock released) for an event that never comes
+
+    playing = threading.Thread(target=client, daemon=True)
+    playing.start()
+    started = time.monotonic()
+    try:
+        outcome = environment.invoke("request-1", b"{}")
+        elapsed = time.monotonic() - started
+    finally:
+        environment._process.ended(0)  # the pretend process ends: the client's last poll gets no event
+        with environment._state:
+            environment._state.notify_all()
+        playing.join(timeout=5)
+        environment._server.server_close()
+        environment._resources.close()
+    assert outcome.payload == b'{"ok": true}' and outcome.error_type is None
+    assert elapsed < FLUSH_WAIT_S / 2, f"waited {elapsed:.2f} s for a poll that had already come"
