@@ -61,15 +61,15 @@ class LocalE2E:
     def _run(self, run: RecordedRun, config: bytes, expectations: Expectations) -> None:
         """Start the embedded AWS, seed it, invoke the steps; run.record holds what is known at each stage."""
         settings = self.settings
-        server = EmbeddedAws(settings)
+        server = EmbeddedAws(settings, preload=True)  # the functions' interpreters import boto3 while S3 is seeded
         with server.running() as endpoint:
-            server.runtime.prewarm(server.runtime.functions())  # the three cold starts overlap the seeding below
             run.record = record = replace(run.record, endpoint=endpoint)
             factory = aws.ClientFactory.local(settings.region, endpoint)
             s3 = factory.s3()
             seed(s3, settings, "local")
             with aws.aws_errors("s3:PutObject", "the embedded S3"):
                 s3.put_object(Bucket=settings.config_bucket(), Key=settings.config_key(record.client_id), Body=config)
+            server.runtime.prewarm(server.runtime.functions())  # three cold starts overlap what comes before step 1
             functions = {step: settings.function_name(step) for step in STEPS}
             timeout = max(settings.function_timeout(step) for step in STEPS)
             lambda_client = factory.lambda_(read_timeout=timeout + aws.INVOKE_MARGIN_S)

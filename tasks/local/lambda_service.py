@@ -204,16 +204,26 @@ class LocalLambdaRuntime:
             memory_mb=self.settings.function_memory_mb(function.step),
         )
 
+    def _zygote(self, spec: FunctionSpec) -> Zygote:
+        """The zygote of spec's interpreter (call with self._lock held)."""
+        zygote = self._zygotes.get(spec.python)
+        if zygote is None or not zygote.alive():  # first use, or it died (killed): start another
+            zygote = self._zygotes[spec.python] = Zygote(spec.python, spec.variables)
+        return zygote
+
     def _new_environment(self, function: LocalFunction) -> ExecutionEnvironment:
         """An environment for function, forked from its interpreter's zygote (call with self._lock held)."""
         spec = self._spec(function)
-        zygote = self._zygotes.get(spec.python)
-        if zygote is None or not zygote.alive():  # first use, or it died (killed): start another
-            self._zygotes[spec.python] = Zygote(spec.python, spec.variables)
-        return ExecutionEnvironment(spec, self._zygotes[spec.python])
+        return ExecutionEnvironment(spec, self._zygote(spec))
+
+    def preload(self, functions: Iterable[LocalFunction]) -> None:
+        """Start the zygotes of these functions' interpreters, without waiting: they import boto3 meanwhile."""
+        with self._lock:
+            for function in functions:
+                self._zygote(self._spec(function))
 
     def prewarm(self, functions: Iterable[LocalFunction]) -> None:
-        """Start one environment per function now, so their cold starts overlap (and overlap what comes first)."""
+        """Start one environment per function now, so their cold starts overlap (and overlap what comes next)."""
         for function in functions:
             with self._lock:
                 if self._pools.get(function.name):
@@ -300,7 +310,10 @@ class LocalLambdaRuntime:
             environments = [e for pool in self._pools.values() for e in pool]
             self._pools.clear()
             zygotes, self._zygotes = list(self._zygotes.values()), {}
-        for environment in environments:
-            environment.kill()
+        ending = [threading.Thread(target=environment.kill) for environment in environments]
+        for thread in ending:  # each waits for its Runtime API to stop polling: together, not one after the other
+            thread.start()
+        for thread in ending:
+            thread.join()
         for zygote in zygotes:
             zygote.stop()  # a zygote already gone is fine: the others are still stopped

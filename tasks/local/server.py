@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from tasks.aws.clients import aws_errors
@@ -174,10 +173,14 @@ def dispatcher(lambda_api: WsgiApp, moto_app: WsgiApp, services: Services) -> Ws
 class EmbeddedAws:
     """The embedded AWS on 127.0.0.1; port 0 picks a free port. Use as a context manager or start()/stop()."""
 
-    def __init__(self, settings: Settings, port: int = 0, envs: Iterable[str] = ("local",)) -> None:
+    def __init__(
+        self, settings: Settings, port: int = 0, envs: Iterable[str] = ("local",), preload: bool = False
+    ) -> None:
+        """preload: start the functions' zygotes at once (a run is about to invoke them), before importing moto."""
         self.settings = settings
         self.port = port
         self.envs = tuple(envs)
+        self.preload = preload
         self.services: Services  # set by start(): what a run's handlers called beyond S3 (its notes())
         self._server: BaseWSGIServer | None = None
         self._runtime: LocalLambdaRuntime | None = None
@@ -196,34 +199,30 @@ class EmbeddedAws:
     def start(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         remove_orphan_folders(Path(tempfile.gettempdir()))
-        moto_app = DomainDispatcherApplication(create_backend_app)
-        # Bind the socket ourselves: werkzeug would print and sys.exit() on a port in use.
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind(("127.0.0.1", self.port))
-            listener.listen(64)
-        except OSError as err:
-            listener.close()
-            raise EnvironmentProblem(
-                f"cannot listen on 127.0.0.1:{self.port} ({err.strerror}): choose another port or stop what uses it"
-            ) from err
-        with listener:
-            self._server = make_server(
-                "127.0.0.1",
-                self.port,
-                moto_app,
-                threaded=True,
-                request_handler=QuietRequestHandler,
-                fd=listener.fileno(),
-            )
-        # The runtime needs the endpoint, known only once the port is bound.
-        try:  # a bad env-vars file or service mode: free the port before saying so
-            self._runtime = LocalLambdaRuntime(self.settings, self.endpoint, self.envs)
+        listener = self._listen()
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"  # the runtime needs it, moto's app does not
+        try:  # a bad env-vars file or service mode: free the port (and end the zygotes) before saying so
+            self._runtime = LocalLambdaRuntime(self.settings, endpoint, self.envs)
+            if self.preload:
+                self._runtime.preload(self._runtime.functions())
             self.services = Services(self.settings)
+            from moto.server import DomainDispatcherApplication, create_backend_app  # ~0.2 s: the zygotes start first
+
+            moto_app = DomainDispatcherApplication(create_backend_app)
+            with listener:
+                self._server = make_server(
+                    "127.0.0.1",
+                    self.port,
+                    moto_app,
+                    threaded=True,
+                    request_handler=QuietRequestHandler,
+                    fd=listener.fileno(),
+                )
         except BaseException:
-            self._server.server_close()
-            self._server = None
+            listener.close()
+            if self._runtime is not None:
+                self._runtime.kill_all()
+                self._runtime = None
             raise
         retry_delay = self.settings.local_event_retry_delay
         self._server.app = dispatcher(LambdaApi(self._runtime, retry_delay), moto_app, self.services)
@@ -234,6 +233,20 @@ class EmbeddedAws:
         self._thread.start()
         self._reset_moto()
         return self.endpoint
+
+    def _listen(self) -> socket.socket:
+        """The listening socket on 127.0.0.1:port, bound here: werkzeug would print and sys.exit() on a port in use."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(64)
+        except OSError as err:
+            listener.close()
+            raise EnvironmentProblem(
+                f"cannot listen on 127.0.0.1:{self.port} ({err.strerror}): choose another port or stop what uses it"
+            ) from err
+        return listener
 
     def _reset_moto(self) -> None:
         """Start from an empty S3: moto keeps its state per process."""
