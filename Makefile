@@ -47,79 +47,87 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv sync --quiet --frozen --no-install-project --group dev --python $(VENV)/bin/python
 	@touch $@
 
+# Bytecode for the toolkit's own modules, written even where PYTHONDONTWRITEBYTECODE is set: without it every
+# command compiles tasks/ again (~40 ms). Python still checks each file's mtime, so a stale .pyc is never used.
+SOURCES := noxfile.py $(wildcard tasks/*.py tasks/*/*.py lambdas/*/*.py benchmarks/*.py)
+READY := __pycache__/compiled.stamp
+$(READY): $(VENV)/.installed $(SOURCES)
+	@$(VENV)/bin/python -m compileall -q noxfile.py tasks lambdas benchmarks >/dev/null
+	@mkdir -p $(@D) && touch $@
+
 ##@ Set-up
-.PHONY: venv  ## build the .venv (done by every target that needs it)
-venv: $(VENV)/.installed
+.PHONY: venv  ## build the .venv and compile the toolkit (done by every target that needs it)
+venv: $(READY)
 
 ##@ Flows
 .PHONY: local-e2e  ## create a context (or rerun CLIENT_ID=...) and run the whole workflow on the embedded AWS: [PAYLOAD='{...}']
-local-e2e: $(VENV)/.installed
+local-e2e: $(READY)
 	@$(NOX) -s local-e2e -- $(FLAG_CLIENT) $${TEMPLATE:+--template="$$TEMPLATE"} $(FLAG_PURPOSE) $(FLAG_PAYLOAD)
 
 .PHONY: promote  ## upload a context's config to ENV (default dev) and record it: [CLIENT_ID=...] [FORCE=1] [DRY_RUN=1]
-promote: $(VENV)/.installed
+promote: $(READY)
 	@$(NOX) -s promote -- $(FLAG_CLIENT) $(FLAG_ENV) $${FORCE:+--force} $(FLAG_DRY_RUN) $(FLAG_PURPOSE)
 
 .PHONY: aws-e2e  ## invoke ENV's three Lambdas: [CLIENT_ID=... | CLIENT_IDS="a b" [PARALLEL=4]] [PAYLOAD='{...}'] [FROM=step] [DRY_RUN=1] [PUBLISH=1]
-aws-e2e: $(VENV)/.installed
+aws-e2e: $(READY)
 	@set -f; $(NOX) -s aws-e2e -- $(FLAG_CLIENT) $(FLAG_ENV) $${CLIENT_IDS:+--client-ids $$CLIENT_IDS} $${PARALLEL:+--parallel="$$PARALLEL"} $(FLAG_PAYLOAD) $${FROM:+--from="$$FROM"} $(FLAG_DRY_RUN) $${PUBLISH:+--publish}
 
 .PHONY: local-aws  ## serve the embedded AWS (S3 + Lambda, every env's names) on 127.0.0.1 until Ctrl-C: [PORT=...]
-local-aws: $(VENV)/.installed
+local-aws: $(READY)
 	@$(NOX) -s local-aws -- $${PORT:+--port="$$PORT"}
 
 ##@ Reports
 .PHONY: report  ## summary of all contexts, or CLIENT_ID=...'s latest run re-rendered: [JSON=1] [ENV=... reads published runs]
-report: $(VENV)/.installed
+report: $(READY)
 	@$(NOX) -s report -- $(FLAG_CLIENT) $(FLAG_JSON) $(FLAG_ENV)
 
 .PHONY: compare  ## side by side, the latest runs of CLIENT_IDS="lai_weekly_v11 lai_weekly_v12 ...", with deltas
-compare: $(VENV)/.installed
+compare: $(READY)
 	@test -n "$$CLIENT_IDS" || { echo 'usage: make compare CLIENT_IDS="lai_weekly_v11 lai_weekly_v12"'; echo "exit 2: usage or bad input"; exit 2; }
 	@set -f; $(NOX) -s compare -- $$CLIENT_IDS $(FLAG_JSON) $(FLAG_ENV)
 
 ##@ Single tasks
 .PHONY: upload-config  ## upload CLIENT_ID's config to ENV's config bucket (diff, backup, conditional put): [DRY_RUN=1]
-upload-config: $(VENV)/.installed
+upload-config: $(READY)
 	@test -n "$$CLIENT_ID" || { echo "usage: make upload-config CLIENT_ID=lai_weekly_vN [ENV=dev] [DRY_RUN=1]"; echo "exit 2: usage or bad input"; exit 2; }
 	@$(NOX) -s upload-config -- $(FLAG_CLIENT) $(FLAG_ENV) $(FLAG_DRY_RUN)
 
 .PHONY: rollback  ## restore what CLIENT_ID's last upload to ENV replaced
-rollback: $(VENV)/.installed
+rollback: $(READY)
 	@test -n "$$CLIENT_ID" || { echo "usage: make rollback CLIENT_ID=lai_weekly_vN [ENV=dev]"; echo "exit 2: usage or bad input"; exit 2; }
 	@$(NOX) -s rollback -- $(FLAG_CLIENT) $(FLAG_ENV)
 
 .PHONY: pull  ## make a context of CLIENT_ID from ENV's config bucket (a client promoted from another machine)
-pull: $(VENV)/.installed
+pull: $(READY)
 	@test -n "$$CLIENT_ID" || { echo "usage: make pull CLIENT_ID=lai_weekly_vN [ENV=dev]"; echo "exit 2: usage or bad input"; exit 2; }
 	@$(NOX) -s pull -- $(FLAG_CLIENT) $(FLAG_ENV)
 
 ##@ Contexts
 .PHONY: new-context  ## create a context alone (uses up a client_id): [TEMPLATE=lai_weekly] [PURPOSE="..."]; prints it
-new-context: $(VENV)/.installed
+new-context: $(READY)
 	@$(NOX) -s new-context -- $${TEMPLATE:+--template="$$TEMPLATE"} $(FLAG_PURPOSE)
 
 .PHONY: context  ## the old name of new-context, one typo from `contexts`: asks for confirmation first
-context: $(VENV)/.installed
+context: $(READY)
 	@if [ ! -t 0 ]; then echo "make context creates a new context; with no terminal to confirm on, run make new-context" >&2; echo "exit 2: usage or bad input" >&2; exit 2; fi; \
 	read -r -p "make context creates a new context and uses up a client_id (make contexts lists them). Create one? [y/N] " answer; \
 	case "$$answer" in [yY]*) $(NOX) -s new-context -- $${TEMPLATE:+--template="$$TEMPLATE"} $(FLAG_PURPOSE);; *) echo "nothing created";; esac
 
 .PHONY: contexts  ## list the contexts: client_id, status, last run, purpose
-contexts: $(VENV)/.installed
+contexts: $(READY)
 	@$(NOX) -s contexts
 
 ##@ Quality
 .PHONY: test  ## run the whole test suite
-test: $(VENV)/.installed
+test: $(READY)
 	@$(NOX) -s tests
 
 .PHONY: lint  ## run ruff (lint rules and formatting) and mypy (types)
-lint: $(VENV)/.installed
+lint: $(READY)
 	@$(NOX) -s lint typecheck
 
 .PHONY: bench  ## measure the toolkit's overhead against floors, with PASS/FAIL (a few minutes): [RUNS=5] [ONLY=1,4]
-bench: $(VENV)/.installed
+bench: $(READY)
 	@$(NOX) -s bench -- $${RUNS:+--runs="$$RUNS"} $${ONLY:+--only="$$ONLY"}
 
 .PHONY: help  ## list the targets
