@@ -1,19 +1,25 @@
-"""Nox sessions: thin wrappers over `python -m tasks` and the test tools. All logic lives in tasks/.
+"""Nox sessions: thin wrappers over the tasks (`python -m tasks`) and the test tools. All logic lives in tasks/.
 
 Session names are the make targets' (`nox -s aws-e2e`, `nox -s local-e2e`, ...; `nox -s e2e` is kept as an alias).
-Every session runs in the one environment Make builds (.venv, from pyproject.toml), so nothing is installed twice
-and a warm session costs only nox's start-up. A failing session does not stop the others (`nox -s tests lint` runs
-both and prints nox's summary); nox then ends with the worst task exit code, after a last line `exit N: meaning`
-(README, "Exit codes"), so `nox -s local-e2e` exits with the task's own code.
+Every session runs in the one environment Make builds (.venv, from pyproject.toml), so nothing is installed twice;
+a task runs in nox's own process (tasks.entry.run) when nox runs in .venv, so a warm session costs only nox's
+start-up. A failing session does not stop the others (`nox -s tests lint` runs both and prints nox's summary); nox
+then ends with the worst task exit code, after a last line `exit N: meaning` (README, "Exit codes"), so
+`nox -s local-e2e` exits with the task's own code.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import gc
+import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import nox
@@ -37,6 +43,11 @@ def _python(session: nox.Session) -> str:
     if not VENV_PYTHON.exists():
         session.error("no .venv here: run `make venv` first (it builds the environment from pyproject.toml)")
     return str(VENV_PYTHON)
+
+
+def _interface() -> str:
+    """Whose syntax the task's hints use: make's when make started nox, else nox's."""
+    return "make" if os.environ.get(INTERFACE) == "make" else "nox"
 
 
 def _meaning(code: int) -> str:
@@ -63,8 +74,7 @@ def _call(session: nox.Session, *args: str) -> None:
     """
     command = [_python(session), *args]
     session.log(" ".join(command))
-    interface = "make" if os.environ.get(INTERFACE) == "make" else "nox"  # whose syntax the task's hints use
-    child = subprocess.Popen(command, cwd=ROOT, env=os.environ | {INTERFACE: interface})
+    child = subprocess.Popen(command, cwd=ROOT, env=os.environ | {INTERFACE: _interface()})
     interrupted: list[int] = []  # 128 + the signal, for each Ctrl-C or SIGTERM that arrived while it ran
 
     def forward(signum: int, frame: object) -> None:
@@ -99,7 +109,40 @@ def _wait(child: subprocess.Popen[bytes], interrupted: list[int]) -> int:
 
 
 def _task(session: nox.Session, *args: str) -> None:
-    _call(session, "-m", "tasks", *args, *session.posargs)
+    """Run `python -m tasks ARGS POSARGS`: in this process when nox runs in the toolkit's .venv (as make starts it),
+    which spares a second interpreter's start-up; else (a nox installed elsewhere) in the .venv's interpreter."""
+    argv = [*args, *session.posargs]
+    if Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
+        _call(session, "-m", "tasks", *argv)
+        return
+    session.log(f"python -m tasks {shlex.join(argv)}")
+    os.environ[INTERFACE] = _interface()
+    from tasks.entry import run  # the toolkit's packages: only in .venv
+
+    with _as_in_a_fresh_interpreter():
+        code = run(argv)  # SIGTERM as Ctrl-C while it runs: the run is recorded interrupted (143)
+    gc.freeze()  # the task's objects (boto3, moto...) are left out of the interpreter's teardown: ~0.1 s
+    if code:
+        _fail(session, code)
+
+
+@contextlib.contextmanager
+def _as_in_a_fresh_interpreter() -> Iterator[None]:
+    """Logging and SIGTERM as a new interpreter has them while a task runs in nox's process, nox's own afterwards.
+
+    nox logs everything at DEBUG through the root logger: boto3's debug lines would flood the output.
+    """
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    sigterm = signal.getsignal(signal.SIGTERM)
+    root.handlers.clear()
+    root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @nox.session(name="local-e2e", default=False)

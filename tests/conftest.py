@@ -183,7 +183,8 @@ def embedded(settings: Settings) -> Iterator[str]:
 def slow_handler(tmp_path: Path) -> Path:
     """A handler folder whose handler writes its runner's pid to `runner` and its own to `pid`, then sleeps a minute.
 
-    The runner (`python -m tasks`) is the parent of the zygote the handler's environment was forked from.
+    The runner (the process running the task: nox under make, else `python -m tasks`) is the parent of the zygote the
+    handler's environment was forked from.
     """
     folder = tmp_path / "slow"
     folder.mkdir()

@@ -48,6 +48,8 @@ def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
 def test_make_local_e2e_with_client_id_reruns_that_context(clone: Path) -> None:
     result = make(clone, "local-e2e", "CLIENT_ID=lai_weekly_v1")
     assert result.returncode == 0, result.stdout + result.stderr
+    # The task runs in nox's process: nox's DEBUG logging must not reach it (boto3 would print every request).
+    assert [line for line in result.stderr.splitlines() if not line.startswith("nox > ")] == [], result.stderr
     assert sorted(p.name for p in (clone / "contexts").iterdir()) == ["lai_weekly_v1", "templates"]
     assert len(list((clone / "contexts" / "lai_weekly_v1" / "runs").iterdir())) == 2
     listed = make(clone, "contexts")

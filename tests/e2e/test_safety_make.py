@@ -277,14 +277,10 @@ def wait_for(path: Path, child: subprocess.Popen[str]) -> int:
     return int(path.read_text())
 
 
-def parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 def test_sigterm_ends_a_run_like_ctrl_c_with_exit_143(clone: Path, slow_handler: Path) -> None:
     child = start_make(clone, "local-e2e", LOCAL_HANDLER_INGEST=f"{slow_handler}:handler.lambda_handler")
     runner = wait_for(slow_handler / "runner", child)
-    os.kill(parent_of(runner), signal.SIGTERM)  # nox, as a CI timeout or `docker stop` would
+    os.kill(runner, signal.SIGTERM)  # nox (the task runs in its process), as a CI timeout or `docker stop` would
     _, stderr = child.communicate(timeout=60)
     assert "Traceback" not in stderr, stderr
     assert "exit 143: terminated (SIGTERM)" in stderr and "Error 143" in stderr, stderr
@@ -307,7 +303,7 @@ def test_ctrl_c_while_starting_is_exit_130_without_a_traceback(clone: Path, tmp_
     assert "exit 130: interrupted" in stderr and "Error 130" in stderr, stderr
 
 
-def test_a_killed_runner_ends_make_with_exit_137_and_its_leftovers_go_on_the_next_start(
+def test_a_killed_runner_ends_make_with_its_killed_line_and_its_leftovers_go_on_the_next_start(
     clone: Path, slow_handler: Path, tmp_path: Path
 ) -> None:
     tmp = tmp_path / "tmp"
@@ -316,10 +312,10 @@ def test_a_killed_runner_ends_make_with_exit_137_and_its_leftovers_go_on_the_nex
         clone, "local-e2e", LOCAL_HANDLER_INGEST=f"{slow_handler}:handler.lambda_handler", TMPDIR=str(tmp)
     )
     runner = wait_for(slow_handler / "runner", child)
-    os.kill(runner, signal.SIGKILL)
+    os.kill(runner, signal.SIGKILL)  # nox, running the task in its own process: nothing of ours is left to speak
     _, stderr = child.communicate(timeout=60)
     os.kill(int((slow_handler / "pid").read_text()), signal.SIGKILL)  # the orphaned handler, in its own session
-    assert "exit 137: ended by SIGKILL" in stderr and "Error 137" in stderr, stderr
+    assert child.returncode == 2 and stderr.rstrip().endswith("local-e2e] Killed"), stderr
     assert list(tmp.glob("vectora-lambda-*"))  # the killed runner's invocation folder
     assert make(clone, "local-e2e", "PURPOSE=after a kill -9", TMPDIR=str(tmp)).returncode == 0
     assert list(tmp.glob("vectora-lambda-*")) == []
