@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import selectors
 import shutil
 import signal
 import tempfile
@@ -63,12 +64,49 @@ def remove_orphan_folders(tmp: Path) -> None:
 
 
 class _RuntimeApiServer(ThreadingHTTPServer):
-    """The Runtime API's server: a client that went away (its environment was killed) is not an error to print."""
+    """The Runtime API's server: a client that went away (its environment was killed) is not an error to print.
+
+    It serves until stop() without polling (serve_forever wakes every poll interval, and stopping waited for it).
+    """
 
     daemon_threads = True
 
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._stop_read, self._stop_write = os.pipe()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Lock()
+        self._stopped = False
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, daemon=True, name="runtime-api")
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._stop_read, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj == self._stop_read:
+                        return
+                    self.handle_request()  # a connection is waiting: it is accepted at once
+
+    def stop(self) -> None:
+        """Stop serving (at once) and close the socket; once stopped, nothing more to do."""
+        with self._stopping:
+            if self._stopped:
+                return
+            self._stopped = True
+            if self._thread is not None:
+                os.write(self._stop_write, b"x")
+                self._thread.join()
+            self.server_close()
+            os.close(self._stop_read)
+            os.close(self._stop_write)
 
 
 @dataclass(frozen=True)
@@ -155,7 +193,7 @@ class ExecutionEnvironment:
 
     def start(self) -> None:
         """Serve this environment's Runtime API and start the runtime client (the cold start begins)."""
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server.start()
         port = self._server.server_address[1]
         variables = self.spec.variables | {"AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}", "_HANDLER": self.spec.handler}
         self._spawned_at = time.monotonic()
@@ -257,8 +295,7 @@ class ExecutionEnvironment:
         self._stop_process()
         with self._state:
             self._state.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         self._resources.close()
 
     # --- the Runtime API, called from the server's threads ---

@@ -44,6 +44,7 @@ def _warm_default_session() -> None:
 
     try:
         boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
         session = boto3.DEFAULT_SESSION._session
         loader = session.get_component("data_loader")
         for name in WARM_DATA:
@@ -104,10 +105,17 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "w")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing but replies on the reply pipe
     requests = os.fdopen(0, "rb", buffering=0)
+    exits, exits_write = os.pipe()  # a byte on each SIGCHLD: a sandbox's end is reported at once, not at the next poll
+    os.set_blocking(exits_write, False)
+    signal.set_wakeup_fd(exits_write)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     pending = b""
     while os.getppid() == parent:
         _reap(out)
-        if not select.select([requests], [], [], 0.05)[0]:
+        ready = select.select([requests.fileno(), exits], [], [], 0.05)[0]  # the timeout: to notice the runtime gone
+        if exits in ready:
+            os.read(exits, 4096)
+        if requests.fileno() not in ready:
             continue
         chunk = requests.read(65536)
         if not chunk:
@@ -119,6 +127,10 @@ def main() -> None:
             if pid == 0:
                 out.close()
                 requests.close()
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.close(exits)
+                os.close(exits_write)
                 _become_sandbox(json.loads(line))
             out.write(f"pid {pid}\n")
             out.flush()
