@@ -57,53 +57,61 @@ def expected_outputs(
     ]
 
 
-def check_output(s3: S3Client, step: str, candidates: list[str], not_before: datetime) -> OutputCheck:
-    """The first candidate that exists; ok when it is not empty and not older than not_before (whole seconds)."""
-    floor = not_before.astimezone(UTC).replace(microsecond=0)
-    for uri in candidates:
-        bucket, key = split_uri(uri)
-        try:
-            head = s3.head_object(Bucket=bucket, Key=key)
-        except ClientError as err:
-            if is_missing(err):
-                continue
-            return OutputCheck(step, uri, None, False, error=str(describe_error(err, "s3:GetObject", uri)))
-        except BotoCoreError as err:
-            return OutputCheck(step, uri, None, False, error=str(describe_error(err, "s3:GetObject", uri)))
-        size, modified = head["ContentLength"], head["LastModified"]
-        if size == 0:
-            return OutputCheck(step, uri, 0, False, modified.isoformat(), f"{uri} is empty")
-        if modified < floor:
-            return OutputCheck(
-                step,
-                uri,
-                size,
-                False,
-                modified.isoformat(),
-                f"{uri} was written at {modified.isoformat()}, before this step started",
-            )
-        return OutputCheck(step, uri, size, True, modified.isoformat())
-    return OutputCheck(step, candidates[0], None, False, error=f"{' or '.join(candidates)} not found")
-
-
-def verifier(s3: S3Client, settings: Settings, env: str, client_id: str, clock: Callable[[], datetime]) -> Verifier:
+def verifier(
+    reader: OutputReader, settings: Settings, env: str, client_id: str, clock: Callable[[], datetime]
+) -> Verifier:
     """The runner's output check for env: each output of a step, written since the step started."""
 
     def check(result: StepResult, started: datetime) -> list[OutputCheck]:
         wanted = expected_outputs(settings, env, client_id, result, started, clock())
-        return [check_output(s3, result.step, uris, started) for uris in wanted]
+        return [reader.check(result.step, uris, started) for uris in wanted]
 
     return check
 
 
 class OutputReader:
-    """Reads verified outputs from S3 for the data checks (they are small), keeping each one's bytes to save later."""
+    """Checks the outputs a step must leave in S3 and keeps each one's bytes, for the data checks and to save later.
+
+    One GetObject per output (they are small): it says whether the output exists, how big and how fresh it is, and
+    holds what the data checks then read.
+    """
 
     def __init__(self, s3: S3Client) -> None:
         self.s3 = s3
         self.fetched: dict[str, bytes] = {}
 
+    def check(self, step: str, candidates: list[str], not_before: datetime) -> OutputCheck:
+        """The first candidate that exists; ok when it is not empty and not older than not_before (whole seconds)."""
+        floor = not_before.astimezone(UTC).replace(microsecond=0)
+        for uri in candidates:
+            bucket, key = split_uri(uri)
+            try:
+                found = self.s3.get_object(Bucket=bucket, Key=key)
+                body = found["Body"].read()
+            except ClientError as err:
+                if is_missing(err):
+                    continue
+                return OutputCheck(step, uri, None, False, error=str(describe_error(err, "s3:GetObject", uri)))
+            except BotoCoreError as err:
+                return OutputCheck(step, uri, None, False, error=str(describe_error(err, "s3:GetObject", uri)))
+            modified = found["LastModified"]
+            if not body:
+                return OutputCheck(step, uri, 0, False, modified.isoformat(), f"{uri} is empty")
+            if modified < floor:
+                return OutputCheck(
+                    step,
+                    uri,
+                    len(body),
+                    False,
+                    modified.isoformat(),
+                    f"{uri} was written at {modified.isoformat()}, before this step started",
+                )
+            self.fetched[uri] = body
+            return OutputCheck(step, uri, len(body), True, modified.isoformat())
+        return OutputCheck(step, candidates[0], None, False, error=f"{' or '.join(candidates)} not found")
+
     def __call__(self, uri: str) -> bytes:
+        """An output's bytes: those its check read, else read now."""
         if uri not in self.fetched:
             bucket, key = split_uri(uri)
             with aws_errors("s3:GetObject", uri):

@@ -176,8 +176,9 @@ class AwsE2E:
         configs = self._configurations(plan)
         run.record = record = replace(run.record, functions={s: aws.tested_version(c) for s, c in configs.items()})
         deadline = time.monotonic() + settings.e2e_timeout
-        check = outputs.verifier(s3, settings, plan.env, plan.client_id, self.clock)
-        earlier, reused = self._reverify(s3, context, plan) if plan.resumed_from else ((), [])
+        reader = outputs.OutputReader(s3)
+        check = outputs.verifier(reader, settings, plan.env, plan.client_id, self.clock)
+        earlier, reused = self._reverify(reader, context, plan) if plan.resumed_from else ((), [])
         if any(not c.ok for c in reused):
             bad = next(c for c in reused if not c.ok)
             run.record = replace(
@@ -202,7 +203,6 @@ class AwsE2E:
             with heartbeat(settings.progress_interval, lambda elapsed: self.on_progress(step, elapsed)):
                 return aws.invoke(client, name, event, sleep=self.sleep)
 
-        reader = outputs.OutputReader(s3)
         runner = Runner(
             invoke=invoke,
             verify=check,
@@ -224,7 +224,9 @@ class AwsE2E:
             for step, name in plan.functions.items()
         }
 
-    def _reverify(self, s3: Any, context: Context, plan: Plan) -> tuple[tuple[StepResult, ...], list[OutputCheck]]:
+    def _reverify(
+        self, reader: outputs.OutputReader, context: Context, plan: Plan
+    ) -> tuple[tuple[StepResult, ...], list[OutputCheck]]:
         """The passed steps a resumed run does not invoke, and their outputs checked again."""
         previous = RunRecord.from_json(read_json(context.runs_dir / str(plan.resumed_from) / "run.json"))
         done = {s.step: s for s in previous.steps if s.status == "passed"}
@@ -238,7 +240,7 @@ class AwsE2E:
             started = datetime.fromisoformat(result.started_at)
             finished = datetime.fromisoformat(result.finished_at or result.started_at)
             for uris in outputs.expected_outputs(self.settings, plan.env, plan.client_id, result, started, finished):
-                checks.append(outputs.check_output(s3, step, uris, started))
+                checks.append(reader.check(step, uris, started))
         return tuple(earlier), checks
 
     def _save_failed_logs(self, record: RunRecord, folder: Path) -> None:

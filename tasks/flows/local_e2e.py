@@ -83,7 +83,7 @@ class LocalE2E:
             reader = outputs.OutputReader(s3)
             runner = Runner(
                 invoke=lambda step, name, event: aws.invoke(lambda_client, name, event),
-                verify=outputs.verifier(s3, settings, "local", record.client_id, self.clock),
+                verify=outputs.verifier(reader, settings, "local", record.client_id, self.clock),
                 read=reader,
                 clock=self.clock,
                 expectations=expectations,
