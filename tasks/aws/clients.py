@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -206,6 +207,15 @@ def aws_errors(action: str, resource: str) -> Iterator[None]:
         yield
     except (BotoCoreError, ClientError) as err:
         raise describe_error(err, action, resource) from err
+
+
+def function_configurations(
+    client: LambdaClient, functions: Mapping[str, str], env: str | None = None, none_if_denied: bool = False
+) -> dict[str, dict[str, Any] | None]:
+    """Each function's configuration (functions: step -> name), all read at once: on AWS each is a round trip."""
+    with ThreadPoolExecutor(max_workers=max(1, len(functions))) as pool:
+        found = pool.map(lambda name: function_configuration(client, name, env, none_if_denied), functions.values())
+        return dict(zip(functions, found, strict=True))
 
 
 def function_configuration(

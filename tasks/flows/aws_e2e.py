@@ -218,11 +218,7 @@ class AwsE2E:
 
     def _configurations(self, plan: Plan) -> dict[str, dict[str, Any] | None]:
         """Each function's configuration; None where reading it is not allowed (the default read timeout applies)."""
-        client = self.clients.lambda_()
-        return {
-            step: aws.function_configuration(client, name, plan.env, none_if_denied=True)
-            for step, name in plan.functions.items()
-        }
+        return aws.function_configurations(self.clients.lambda_(), plan.functions, plan.env, none_if_denied=True)
 
     def _reverify(
         self, reader: outputs.OutputReader, context: Context, plan: Plan

@@ -73,12 +73,9 @@ class LocalE2E:
             functions = {step: settings.function_name(step) for step in STEPS}
             timeout = max(settings.function_timeout(step) for step in STEPS)
             lambda_client = factory.lambda_(read_timeout=timeout + aws.INVOKE_MARGIN_S)
+            configurations = aws.function_configurations(lambda_client, functions)
             run.record = record = replace(
-                record,
-                functions={
-                    step: aws.tested_version(aws.function_configuration(lambda_client, name))
-                    for step, name in functions.items()
-                },
+                record, functions={step: aws.tested_version(found) for step, found in configurations.items()}
             )
             reader = outputs.OutputReader(s3)
             runner = Runner(
