@@ -311,7 +311,7 @@ class LocalLambdaRuntime:
             self._pools.clear()
             zygotes, self._zygotes = list(self._zygotes.values()), {}
         ending = [threading.Thread(target=environment.kill) for environment in environments]
-        for thread in ending:  # each waits for its Runtime API to stop polling: together, not one after the other
+        for thread in ending:  # each waits for its process to be reported ended: together, not one after the other
             thread.start()
         for thread in ending:
             thread.join()
