@@ -11,7 +11,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -212,10 +211,27 @@ def aws_errors(action: str, resource: str) -> Iterator[None]:
 def function_configurations(
     client: LambdaClient, functions: Mapping[str, str], env: str | None = None, none_if_denied: bool = False
 ) -> dict[str, dict[str, Any] | None]:
-    """Each function's configuration (functions: step -> name), all read at once: on AWS each is a round trip."""
-    with ThreadPoolExecutor(max_workers=max(1, len(functions))) as pool:
-        found = pool.map(lambda name: function_configuration(client, name, env, none_if_denied), functions.values())
-        return dict(zip(functions, found, strict=True))
+    """Each function's configuration (functions: step -> name), all read at once: on AWS each is a round trip.
+
+    Daemon threads, so that Ctrl-C is not held up by a read still waiting for its answer.
+    """
+    found: dict[str, dict[str, Any] | None] = {}
+    failures: list[Exception] = []
+
+    def read(step: str, name: str) -> None:
+        try:
+            found[step] = function_configuration(client, name, env, none_if_denied)
+        except Exception as err:  # noqa: BLE001 - raised again below, in the caller's thread
+            failures.append(err)
+
+    readers = [threading.Thread(target=read, args=item, daemon=True) for item in functions.items()]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    if failures:
+        raise failures[0]
+    return {step: found[step] for step in functions}
 
 
 def function_configuration(

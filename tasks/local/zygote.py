@@ -39,19 +39,25 @@ def _preload() -> None:
 
 
 def _warm_default_session() -> None:
-    """Load the service models into boto3's default session (created with no credentials, region or profile read)."""
+    """Parse the service models into a loader that boto3's default session then uses.
+
+    Through the loader only: a botocore session would read the config and credential files of this zygote's user,
+    and keep them for every sandbox; the default session made here has read nothing, its sandboxes read their own.
+    """
     import boto3
+    import botocore.loaders
+    import botocore.session
 
     try:
-        boto3.setup_default_session()
-        assert boto3.DEFAULT_SESSION is not None
-        session = boto3.DEFAULT_SESSION._session
-        loader = session.get_component("data_loader")
+        loader = botocore.loaders.create_loader()
         for name in WARM_DATA:
             loader.load_data(name)
         for service in WARM_SERVICES:
-            session.get_service_model(service)
-            loader.load_service_model(service, "endpoint-rule-set-1")
+            for kind in ("service-2", "endpoint-rule-set-1"):
+                loader.load_service_model(service, kind, api_version=None)  # as the client creator asks
+        session = botocore.session.get_session()
+        session.register_component("data_loader", loader)
+        boto3.setup_default_session(botocore_session=session)
     except Exception:  # noqa: BLE001 - an older or trimmed botocore: its sandboxes load what they need themselves
         boto3.DEFAULT_SESSION = None
 

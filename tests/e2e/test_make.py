@@ -162,3 +162,16 @@ def test_ctrl_c_during_a_command_that_handles_it_ends_nox_with_130(tmp_path: Pat
     _, stderr = nox.communicate(timeout=60)
     assert nox.returncode == 130 and "exit 130: interrupted" in stderr, stderr
     assert "Running session lint" not in stderr  # it stopped there, as a shell would
+
+
+def test_a_handler_that_does_not_compile_fails_its_step_not_make(clone: Path) -> None:
+    """make compiles the toolkit's bytecode first; a sample handler's syntax error is a test case, not make's error."""
+    handler = clone / "lambdas" / "ingest" / "handler.py"
+    source = handler.read_text()
+    handler.write_text(source + "\ndef broken(:\n")
+    try:
+        result = make(clone, "local-e2e", "PURPOSE=a handler that does not compile")
+    finally:
+        handler.write_text(source)
+    assert "exit 1: a step or a check failed" in result.stderr, result.stdout + result.stderr
+    assert "Runtime.UserCodeSyntaxError" in result.stdout + result.stderr

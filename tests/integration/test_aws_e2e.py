@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +22,7 @@ from tasks.errors import UsageError
 from tasks.flows.aws_e2e import AwsE2E
 from tasks.local.server import EmbeddedAws, seed
 from tasks.settings import Settings
-from tests.conftest import run_tasks, safe_environ, settings_for
+from tests.conftest import REPO, run_tasks, safe_environ, settings_for
 from tests.fault_lambda import FaultLambda
 
 STEPS = ("ingest", "normalize-score", "newsletter")
@@ -356,3 +360,26 @@ def test_many_clients_run_concurrently_each_in_order_with_one_exit_code(rig: Rig
     for client_id in ids[:3]:
         order = [e["function"] for e in rig.fault.events if e["client_id"] == client_id]
         assert order == [rig.fault.name(s) for s in STEPS]  # each client's steps strictly in order
+
+
+def test_ctrl_c_is_not_held_up_by_configuration_reads_still_waiting(tmp_path: Path) -> None:
+    """The three GetFunctionConfiguration calls run at once in threads; Ctrl-C must end the command at once, not when
+    the Lambda client's read timeout (60 s here) gives up on a read that gets no answer."""
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        code = (
+            "import sys\n"
+            "from tasks.aws import clients as aws\n"
+            f"client = aws.ClientFactory.local('eu-west-3', 'http://127.0.0.1:{silent.getsockname()[1]}').lambda_()\n"
+            "print('reading', flush=True)\n"
+            "aws.function_configurations(client, {'ingest': 'a', 'normalize-score': 'b', 'newsletter': 'c'})\n"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=REPO, env=safe_environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert child.stdout is not None and child.stdout.readline() == b"reading\n"
+        time.sleep(0.3)  # the three reads are waiting by now (nothing depends on it: a later Ctrl-C must work too)
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=20)
+    assert child.returncode != 0 and b"KeyboardInterrupt" in stderr

@@ -159,11 +159,13 @@ def test_the_lambda_environment_is_built_from_scratch(
 
 def test_stopping_frees_the_port(settings: Settings) -> None:
     server = EmbeddedAws(settings)
-    endpoint = server.start()
-    port = int(endpoint.rsplit(":", 1)[1])
+    port = int(server.start().rsplit(":", 1)[1])
     server.stop()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", port))
+    again = EmbeddedAws(settings, port=port)  # as `make local-aws PORT=...` run again right away
+    try:
+        assert again.start() == f"http://127.0.0.1:{port}"
+    finally:
+        again.stop()
 
 
 def test_a_port_already_taken_is_a_clear_environment_problem(settings: Settings) -> None:

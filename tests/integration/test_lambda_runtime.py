@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -20,7 +21,7 @@ from botocore.exceptions import ClientError
 from tasks.aws import clients as aws
 from tasks.errors import ConfigError
 from tasks.local.execution_env import FLUSH_WAIT_S, ExecutionEnvironment, FunctionSpec
-from tasks.local.forkserver import ForkedProcess
+from tasks.local.forkserver import ZYGOTE, ForkedProcess
 from tasks.local.server import EmbeddedAws
 from tasks.pipeline.report_line import decode_log_tail, parse_report
 from tasks.settings import Settings
@@ -383,3 +384,22 @@ def test_an_answer_is_returned_at_once_when_the_clients_next_poll_came_first(tmp
         environment._resources.close()
     assert outcome.payload == b'{"ok": true}' and outcome.error_type is None
     assert elapsed < FLUSH_WAIT_S / 2, f"waited {elapsed:.2f} s for a poll that had already come"
+
+
+def test_the_zygotes_warmed_session_carries_none_of_its_users_aws_files(tmp_path: Path) -> None:
+    """The zygote parses service models before it forks sandboxes; it must not read its user's ~/.aws files into the
+    session the sandboxes inherit: a sandbox's client is configured from the sandbox's own variables only."""
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "config").write_text("[default]\ns3 =\n    addressing_style = virtual\nretry_mode = adaptive\n")
+    code = (
+        f"import json, os, runpy; runpy.run_path({str(ZYGOTE)!r})['_preload']()\n"
+        "import boto3; assert boto3.DEFAULT_SESSION is not None\n"
+        "os.environ.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_ACCESS_KEY_ID='x',"
+        " AWS_SECRET_ACCESS_KEY='x', AWS_DEFAULT_REGION='eu-west-3')\n"
+        "client = boto3.client('s3', endpoint_url='http://127.0.0.1:9')\n"
+        "print(json.dumps([client.meta.config.s3, client.meta.config.retries['mode']]))\n"
+    )
+    environ = {"HOME": str(home), "PATH": os.environ["PATH"]}
+    result = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == [None, "standard"]
