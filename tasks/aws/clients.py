@@ -216,21 +216,22 @@ def function_configurations(
     Daemon threads, so that Ctrl-C is not held up by a read still waiting for its answer.
     """
     found: dict[str, dict[str, Any] | None] = {}
-    failures: list[Exception] = []
+    failures: dict[str, Exception] = {}
 
     def read(step: str, name: str) -> None:
         try:
             found[step] = function_configuration(client, name, env, none_if_denied)
         except Exception as err:  # noqa: BLE001 - raised again below, in the caller's thread
-            failures.append(err)
+            failures[step] = err
 
     readers = [threading.Thread(target=read, args=item, daemon=True) for item in functions.items()]
     for reader in readers:
         reader.start()
     for reader in readers:
         reader.join()
-    if failures:
-        raise failures[0]
+    for step in functions:  # the first step's failure, whichever thread failed first
+        if step in failures:
+            raise failures[step]
     return {step: found[step] for step in functions}
 
 
