@@ -1,4 +1,4 @@
-# Vectora Inbox E2E toolkit. `make help` lists the targets. Flows chain nox sessions; nox sessions call `python -m tasks`.
+# Vectora Inbox E2E toolkit. `make help` lists the targets. Flows chain nox sessions; nox sessions run the tasks.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 

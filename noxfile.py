@@ -128,18 +128,21 @@ def _task(session: nox.Session, *args: str) -> None:
 
 @contextlib.contextmanager
 def _as_in_a_fresh_interpreter() -> Iterator[None]:
-    """Logging and SIGTERM as a new interpreter has them while a task runs in nox's process, nox's own afterwards.
+    """Logging, SIGTERM and the output streams as a new interpreter has them while a task runs in nox's process,
+    nox's own afterwards.
 
     nox logs everything at DEBUG through the root logger: boto3's debug lines would flood the output.
     """
     root = logging.getLogger()
     level, handlers = root.level, root.handlers[:]
     sigterm = signal.getsignal(signal.SIGTERM)
+    streams = sys.stdout, sys.stderr  # the task masks secrets in what it prints by wrapping them
     root.handlers.clear()
     root.setLevel(logging.WARNING)
     try:
         yield
     finally:
+        sys.stdout, sys.stderr = streams
         signal.signal(signal.SIGTERM, sigterm)
         root.handlers[:] = handlers
         root.setLevel(level)

@@ -85,8 +85,8 @@ def measure(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> Usage:
 
 def system_busy_seconds() -> float:
     """CPU seconds this machine spent busy since boot, all processes and cores (Linux /proc/stat)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in Path("/proc/stat").read_text().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")  # guest time is inside user already
 
 
 def timed(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> float:
@@ -208,7 +208,7 @@ def first_run() -> list[Row]:
 
 @contextmanager
 def local_aws() -> Iterator[str]:
-    """The real local runtime as `make local-aws` serves it (`python -m tasks local-aws`, every env); its endpoint."""
+    """The real local runtime as `make local-aws` serves it (the same task, every env); its endpoint."""
     server = subprocess.Popen(
         [PYTHON, "-m", "tasks", "local-aws", "--port", "0"], cwd=ROOT, env=environ(), stdout=subprocess.PIPE, text=True
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Sequence
 
 from tasks.errors import EXIT_ENVIRONMENT
@@ -11,7 +12,8 @@ from tasks.signals import handle_sigterm, interrupted_code
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Run one command (SIGTERM handled like Ctrl-C from now on); its exit code, with everything printed flushed."""
+    """Run one command, SIGTERM handled like Ctrl-C (the caller may put its own handler back after); its exit code,
+    with everything printed flushed. A bug (an exception no command turns into an error line) is a traceback and 1."""
     handle_sigterm()
     try:
         code = _run(argv)
@@ -20,6 +22,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # while starting, before a command runs
         code = interrupted_code()
         print("interrupted while starting: nothing was done", file=sys.stderr)
+        print_exit_line(code)
+    except Exception:  # noqa: BLE001 - as Python itself would report it, then the exit line
+        traceback.print_exc()
+        code = 1
         print_exit_line(code)
     sys.stdout.flush()
     sys.stderr.flush()

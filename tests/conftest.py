@@ -106,7 +106,8 @@ MAKE = ("make", "--no-print-directory")
 
 @contextlib.contextmanager
 def local_aws_server(clone: Path, stop: signal.Signals = signal.SIGINT, code: int = 0) -> Iterator[dict[str, str]]:
-    """`make local-aws`'s server (python -m tasks local-aws) in clone; yields the variables that point flows at it.
+    """`make local-aws`'s server (its task, as `python -m tasks local-aws`) in clone; yields the variables that point
+    flows at it.
 
     At the end it is sent stop, and must exit with code."""
     server = subprocess.Popen(

@@ -5,6 +5,7 @@ boto and botocore errors become our errors here (with their cause kept), so call
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -32,6 +33,7 @@ from botocore.exceptions import (
     UnauthorizedSSOTokenError,
 )
 
+from tasks.concurrency import all_at_once
 from tasks.errors import EnvironmentProblem, OutcomeUnknown, StepFailed, ToolkitError
 from tasks.pipeline.records import Invocation
 from tasks.pipeline.report_line import decode_log_tail
@@ -211,28 +213,11 @@ def aws_errors(action: str, resource: str) -> Iterator[None]:
 def function_configurations(
     client: LambdaClient, functions: Mapping[str, str], env: str | None = None, none_if_denied: bool = False
 ) -> dict[str, dict[str, Any] | None]:
-    """Each function's configuration (functions: step -> name), all read at once: on AWS each is a round trip.
-
-    Daemon threads, so that Ctrl-C is not held up by a read still waiting for its answer.
-    """
-    found: dict[str, dict[str, Any] | None] = {}
-    failures: dict[str, Exception] = {}
-
-    def read(step: str, name: str) -> None:
-        try:
-            found[step] = function_configuration(client, name, env, none_if_denied)
-        except Exception as err:  # noqa: BLE001 - raised again below, in the caller's thread
-            failures[step] = err
-
-    readers = [threading.Thread(target=read, args=item, daemon=True) for item in functions.items()]
-    for reader in readers:
-        reader.start()
-    for reader in readers:
-        reader.join()
-    for step in functions:  # the first step's failure, whichever thread failed first
-        if step in failures:
-            raise failures[step]
-    return {step: found[step] for step in functions}
+    """Each function's configuration (functions: step -> name), all read at once: on AWS each is a round trip."""
+    found = all_at_once(
+        [functools.partial(function_configuration, client, n, env, none_if_denied) for n in functions.values()]
+    )
+    return dict(zip(functions, found, strict=True))
 
 
 def function_configuration(

@@ -70,6 +70,7 @@ class _RuntimeApiServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    timeout = 0  # handle_request() accepts what _serve's selector saw waiting, and never waits itself
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)
@@ -82,8 +83,11 @@ class _RuntimeApiServer(ThreadingHTTPServer):
         pass
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="runtime-api")
-        self._thread.start()
+        """Serve in a thread (not once stopped: the environment was ended while it started)."""
+        with self._stopping:
+            if not self._stopped:
+                self._thread = threading.Thread(target=self._serve, daemon=True, name="runtime-api")
+                self._thread.start()
 
     def _serve(self) -> None:
         with selectors.DefaultSelector() as selector:
@@ -93,7 +97,7 @@ class _RuntimeApiServer(ThreadingHTTPServer):
                 for key, _ in selector.select():
                     if key.fileobj == self._stop_read:
                         return
-                    self.handle_request()  # a connection is waiting: it is accepted at once
+                    self.handle_request()
 
     def stop(self) -> None:
         """Stop serving (at once) and close the socket; once stopped, nothing more to do."""

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.concurrency import all_at_once
 from tasks.errors import ConfigError
 from tasks.local.execution_env import ExecutionEnvironment, FunctionSpec
 from tasks.local.forkserver import Zygote, ZygoteGone
@@ -310,10 +311,8 @@ class LocalLambdaRuntime:
             environments = [e for pool in self._pools.values() for e in pool]
             self._pools.clear()
             zygotes, self._zygotes = list(self._zygotes.values()), {}
-        ending = [threading.Thread(target=environment.kill) for environment in environments]
-        for thread in ending:  # each waits for its process to be reported ended: together, not one after the other
-            thread.start()
-        for thread in ending:
-            thread.join()
-        for zygote in zygotes:
-            zygote.stop()  # a zygote already gone is fine: the others are still stopped
+        try:  # each waits for its process to be reported ended: together, not one after the other
+            all_at_once([environment.kill for environment in environments])
+        finally:
+            for zygote in zygotes:
+                zygote.stop()  # a zygote already gone is fine: the others are still stopped

@@ -231,7 +231,11 @@ class EmbeddedAws:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="embedded-aws", daemon=True
         )
         self._thread.start()
-        self._reset_moto()
+        try:
+            self._reset_moto()
+        except BaseException:
+            self.stop()
+            raise
         return self.endpoint
 
     def _listen(self) -> socket.socket:

@@ -303,6 +303,16 @@ def test_ctrl_c_while_starting_is_exit_130_without_a_traceback(clone: Path, tmp_
     assert "exit 130: interrupted" in stderr and "Error 130" in stderr, stderr
 
 
+def test_a_bug_in_the_toolkit_is_a_traceback_and_the_exit_1_line(clone: Path, tmp_path: Path) -> None:
+    """An exception no command turns into an error line (a bug) still ends with `exit 1: ...`, as under python."""
+    broken = tmp_path / "broken_import" / "dotenv"  # the first third-party module the command line imports
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise RuntimeError('a bug in an import')\n")
+    result = make(clone, "contexts", PYTHONPATH=str(broken.parent))
+    assert result.returncode == 2 and "RuntimeError: a bug in an import" in result.stderr, result.stderr
+    assert "exit 1: a step or a check failed" in result.stderr and "Error 1" in result.stderr, result.stderr
+
+
 def test_a_killed_runner_ends_make_with_its_killed_line_and_its_leftovers_go_on_the_next_start(
     clone: Path, slow_handler: Path, tmp_path: Path
 ) -> None:

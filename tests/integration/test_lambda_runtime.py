@@ -71,6 +71,11 @@ HANDLERS = {
                 time.sleep(0.01)
             return {"done": True}
     """,
+    "session.py": """
+        import boto3
+        def lambda_handler(event, context):
+            return {"warmed": boto3.DEFAULT_SESSION is not None}
+    """,
     "hog.py": """
         def lambda_handler(event, context):
             blocks = [bytearray(1024 * 1024) for _ in range(event["mb"])]
@@ -380,7 +385,7 @@ def test_an_answer_is_returned_at_once_when_the_clients_next_poll_came_first(tmp
         with environment._state:
             environment._state.notify_all()
         playing.join(timeout=5)
-        environment._server.server_close()
+        environment._server.stop()
         environment._resources.close()
     assert outcome.payload == b'{"ok": true}' and outcome.error_type is None
     assert elapsed < FLUSH_WAIT_S / 2, f"waited {elapsed:.2f} s for a poll that had already come"
@@ -403,3 +408,12 @@ def test_the_zygotes_warmed_session_carries_none_of_its_users_aws_files(tmp_path
     environ = {"HOME": str(home), "PATH": os.environ["PATH"]}
     result = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == [None, "standard"]
+
+
+def test_a_function_with_its_own_models_path_does_not_get_the_warmed_session(local: Any, tmp_path: Path) -> None:
+    """Sandboxes inherit a boto3 session whose loader has parsed the S3 and Bedrock models; one whose variables set
+    AWS_DATA_PATH (models of its own) starts without it, so boto3 searches its path as on Lambda."""
+    assert local("session").payload() == {"warmed": True}
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text(json.dumps({"ingest": {"AWS_DATA_PATH": str(tmp_path / "models")}}))
+    assert local("session", LOCAL_ENV_VARS=str(env_vars)).payload() == {"warmed": False}
