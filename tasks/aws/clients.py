@@ -124,6 +124,7 @@ class ClientFactory:
         self.endpoints = dict(endpoints or {})
         self._lock = threading.Lock()  # a boto3 session is not thread-safe; the clients it makes are
         self._lambda_clients: dict[int, LambdaClient] = {}  # by read timeout: one client serves every step
+        self._s3: S3Client | None = None
         if local_credentials:
             self.session = _isolated_session(region)
         else:
@@ -138,28 +139,32 @@ class ClientFactory:
         return self.endpoints.get(service) or self.endpoints.get("*")
 
     def _client(self, service: str, config: Config | None = None) -> Any:
-        with self._lock:
-            session: Any = self.session  # the stubs type client() per literal service name
-            return session.client(service, endpoint_url=self._endpoint(service), config=config)
+        """A new client (call with self._lock held: a boto3 session is not thread-safe; the clients it makes are)."""
+        session: Any = self.session  # the stubs type client() per literal service name
+        return session.client(service, endpoint_url=self._endpoint(service), config=config)
 
     def s3(self) -> S3Client:
-        return self._client("s3", Config(retries={"mode": "standard", "max_attempts": 3}))
+        """The S3 client, made once: the runs of many clients in threads share it."""
+        with self._lock:
+            if self._s3 is None:
+                self._s3 = self._client("s3", Config(retries={"mode": "standard", "max_attempts": 3}))
+            return self._s3
 
     def logs(self) -> CloudWatchLogsClient:
-        return self._client("logs")
+        with self._lock:
+            return self._client("logs")
 
     def lambda_(self, read_timeout: float = 60) -> LambdaClient:
         """A Lambda client that waits read_timeout (whole seconds, rounded up) for an answer and never retries an
         invoke by itself; made once per timeout, since making a client costs more CPU than an invoke."""
         seconds = math.ceil(read_timeout)
         with self._lock:
-            cached = self._lambda_clients.get(seconds)
-        if cached is not None:
-            return cached
-        config = Config(read_timeout=seconds, connect_timeout=10, tcp_keepalive=True, retries={"total_max_attempts": 1})
-        client: LambdaClient = self._client("lambda", config)
-        with self._lock:
-            return self._lambda_clients.setdefault(seconds, client)
+            if seconds not in self._lambda_clients:
+                config = Config(
+                    read_timeout=seconds, connect_timeout=10, tcp_keepalive=True, retries={"total_max_attempts": 1}
+                )
+                self._lambda_clients[seconds] = self._client("lambda", config)
+            return self._lambda_clients[seconds]
 
 
 def error_code(err: ClientError) -> str:
