@@ -22,7 +22,7 @@ SWALLOWED = ("nothing_ingested", "bedrock_down", "stale_input", "nothing_selecte
 
 
 def real(name: str) -> Any:
-    """A file of the real pipeline's data (tests/fixtures/vectora-inbox), parsed."""
+    """A file of the real pipeline's data (tests/fixtures), parsed."""
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 

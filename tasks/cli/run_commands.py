@@ -21,6 +21,7 @@ from tasks.cli.common import (
     print_step,
 )
 from tasks.cli.context_commands import create_context
+from tasks.contexts.files import parse_json
 from tasks.contexts.store import Context, utc_now, validate_client_id
 from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError, UsageError
 from tasks.interface import for_interface
@@ -30,14 +31,30 @@ from tasks.signals import interrupted_code
 AWS_ENVS = ("dev", "stage", "prod", "local")
 
 
+def parse_payload(text: str | None, client_id: str | None) -> dict[str, Any]:
+    """Extra event fields from --payload (a JSON object); they may not change the client_id (None: may not set it)."""
+    if not text:
+        return {}
+    try:
+        payload = parse_json(text)
+    except ValueError as err:
+        raise UsageError(
+            f"--payload is not JSON ({getattr(err, 'msg', err)}): give an object, e.g. '{{\"period_days\": 7}}'"
+        ) from err
+    if not isinstance(payload, dict):
+        raise UsageError("--payload must be a JSON object, e.g. '{\"period_days\": 7}'")
+    if "client_id" in payload and payload["client_id"] != client_id:
+        raise UsageError("--payload may not change the client_id: use --client-id")
+    return payload
+
+
 def local_e2e_command(args: argparse.Namespace) -> int:
-    from tasks.flows.aws_e2e import parse_payload
     from tasks.flows.local_e2e import LocalE2E
 
     settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
     flow = LocalE2E(settings, context_store(settings), on_step_end=print_step)
     if args.client_id is not None:
-        context = context_store(settings).load(validate_client_id(args.client_id))
+        context = flow.store.load(validate_client_id(args.client_id))
         payload = parse_payload(args.payload, context.client_id)
     else:
         payload = parse_payload(args.payload, None)
@@ -53,7 +70,6 @@ def _promotion_time(env: str, endpoint: str | None) -> Callable[[Context], str |
 
 def aws_e2e_command(args: argparse.Namespace) -> int:
     from tasks.cli.config_commands import pull_context
-    from tasks.flows.aws_e2e import parse_payload
     from tasks.flows.parallel import run_bounded, worst
 
     settings = env_settings(args)

@@ -13,7 +13,7 @@ from typing import Any
 
 from tasks.aws import client_configs, outputs
 from tasks.aws import clients as aws
-from tasks.contexts.files import parse_json, read_json, write_atomic
+from tasks.contexts.files import read_json, write_atomic
 from tasks.contexts.runs import RecordedRun, new_record, recorded_run
 from tasks.contexts.store import Context, ContextStore
 from tasks.errors import StepFailed, UsageError
@@ -37,23 +37,6 @@ class Plan:
     output_prefixes: tuple[str, ...]
     endpoint: str | None
     resumed_from: str | None
-
-
-def parse_payload(text: str | None, client_id: str | None) -> dict[str, Any]:
-    """Extra event fields from --payload (a JSON object); they may not change the client_id (None: may not set it)."""
-    if not text:
-        return {}
-    try:
-        payload = parse_json(text)
-    except ValueError as err:
-        raise UsageError(
-            f"--payload is not JSON ({getattr(err, 'msg', err)}): give an object, e.g. '{{\"period_days\": 7}}'"
-        ) from err
-    if not isinstance(payload, dict):
-        raise UsageError("--payload must be a JSON object, e.g. '{\"period_days\": 7}'")
-    if "client_id" in payload and payload["client_id"] != client_id:
-        raise UsageError("--payload may not change the client_id: use --client-id")
-    return payload
 
 
 def steps_from(start: str | None) -> tuple[str, ...]:

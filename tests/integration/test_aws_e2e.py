@@ -281,7 +281,7 @@ def test_unknown_from_step_and_bad_payload_are_usage_errors(rig: Rig) -> None:
     flow = rig.flow()
     with pytest.raises(UsageError, match="unknown step 'publish'"):
         flow.plan(rig.context, "publish")
-    from tasks.flows.aws_e2e import parse_payload
+    from tasks.cli.run_commands import parse_payload
 
     with pytest.raises(UsageError, match="not JSON"):
         parse_payload("{period_days: 7}", "x_v1")
