@@ -21,6 +21,7 @@ passes through and saves each answer under LOCAL_RECORDINGS; `replay` answers fr
 from __future__ import annotations
 
 import json
+import logging
 import re
 import select
 import socket
@@ -37,6 +38,7 @@ from xml.sax.saxutils import escape
 from tasks.aws import passthrough
 from tasks.local import bedrock_stub, sample_feeds
 from tasks.local.recordings import Exchange, RecordingStore
+from tasks.local.request_guard import is_proxy_request
 from tasks.settings import Settings
 
 EMBEDDED_SERVICES = frozenset({"s3", "lambda", "logs"})
@@ -55,9 +57,11 @@ ACTIONS = {
     "passed through": "passed through to the real service",
     "tunnelled": "tunnelled to the real host (https)",
     "failed upstream": "could not reach the real service",
+    "refused upstream": "refused: not an AWS service, region and endpoint (no credential sent)",
     "sample": "served from the sample feeds (generated, not live)",
 }
 TUNNEL_IDLE_S = 60
+LOGGER = logging.getLogger(__name__)
 
 
 def function_environment(endpoint: str) -> dict[str, str]:
@@ -109,10 +113,6 @@ def _aws_scope(environ: dict[str, Any]) -> tuple[str, str] | None:
     return (match["service"], match["region"]) if match else None
 
 
-def _is_proxy_request(environ: dict[str, Any]) -> bool:
-    return environ.get("REQUEST_METHOD") == "CONNECT" or environ.get("REQUEST_URI", "").startswith("http://")
-
-
 def _error(call: Call, status: int, code: str, message: str) -> Exchange:
     """An error answer in the caller's protocol: XML for the query protocol, JSON for the others, text for the web."""
     if call.service == "http":
@@ -138,7 +138,7 @@ class Services:
     def claims(self, environ: dict[str, Any]) -> bool:
         """Whether this request is a handler's web request or a call to an AWS service the embedded AWS lacks."""
         scope = _aws_scope(environ)
-        return _is_proxy_request(environ) or (scope is not None and scope[0] not in EMBEDDED_SERVICES)
+        return is_proxy_request(environ) or (scope is not None and scope[0] not in EMBEDDED_SERVICES)
 
     def mode(self, service: str) -> str:
         modes = self.settings.local_services
@@ -178,7 +178,7 @@ class Services:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         scope = _aws_scope(environ)
-        if _is_proxy_request(environ) or scope is None:
+        if is_proxy_request(environ) or scope is None:
             return Call("http", "", environ["REQUEST_METHOD"], environ["REQUEST_URI"], _headers(environ), body)
         return Call(scope[0], scope[1], environ["REQUEST_METHOD"], environ["RAW_URI"], _headers(environ), body)
 
@@ -199,6 +199,10 @@ class Services:
             return found or _error(call, 404, "LocalRecordingNotFound", self._missing_message(call, path))
         try:
             exchange = self._forward(call)
+        except passthrough.RefusedEndpoint as err:
+            self._count(call, "refused upstream")
+            LOGGER.warning("passthrough refused: %s", err)
+            return _error(call, 403, "LocalPassthroughRefused", f"not passed through, no credential sent: {err}")
         except (OSError, ValueError) as err:
             self._count(call, "failed upstream")
             return _error(call, 502, "LocalPassthroughFailed", f"{call.service}: {err}")
@@ -210,18 +214,19 @@ class Services:
         return exchange
 
     def _forward(self, call: Call) -> Exchange:
+        """Send call on: the web as it came (its own Authorization kept), AWS signed again with the user's credentials,
+        read only once the URL is known to be AWS's own endpoint for the call's service and region."""
         if call.service == "http":
-            return passthrough.send(call.method, call.target, passthrough.forwarded_headers(call.headers), call.body)
+            headers = passthrough.forwarded_headers(call.headers, signed_again=False)
+            return passthrough.send(call.method, call.target, headers, call.body)
+        url = passthrough.aws_url(call.service, call.region, call.target, self.settings.local_aws_upstream)
         credentials = passthrough.user_credentials(self.settings.local_passthrough_profile)
         if credentials is None:
             raise ValueError(
                 "no AWS credentials to pass this call through with: log in (aws sso login) or set "
                 "LOCAL_PASSTHROUGH_PROFILE"
             )
-        base = passthrough.aws_endpoint(call.service, call.region, call.target, self.settings.local_aws_upstream)
-        request = passthrough.signed(
-            call.method, base + call.target, call.headers, call.body, credentials, call.service, call.region
-        )
+        request = passthrough.signed(call.method, url, call.headers, call.body, credentials, call.service, call.region)
         return passthrough.send_aws(request)
 
     def _stub(self, call: Call) -> Exchange:
