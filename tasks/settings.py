@@ -79,6 +79,7 @@ DEFAULTS: dict[str, str] = {
     "LOCAL_CANONICAL_DIR": "lambdas/canonical",
     "LOCAL_SERVICES": "bedrock=stub,http=replay,*=deny",
     "LOCAL_RECORDINGS": "lambdas/recordings",
+    "LOCAL_CA_DIR": ".local-ca",
     "LOCAL_AWS_UPSTREAM": "",
     "LOCAL_PASSTHROUGH_PROFILE": "",
     "LOCAL_SAMPLE_FEEDS": "lambdas/ingest/sample_items.json",
@@ -137,6 +138,7 @@ class Settings:
     local_canonical_dir: Path
     local_services: Mapping[str, str]
     local_recordings: Path
+    local_ca_dir: Path  # the clone's CA for https in record/replay (git-ignored; the key is its user's only)
     local_aws_upstream: str
     local_passthrough_profile: str | None
     local_sample_feeds: Path | None
@@ -377,6 +379,7 @@ def load_settings(
         local_canonical_dir=(root / merged["LOCAL_CANONICAL_DIR"]).resolve(),
         local_services=service_modes(merged["LOCAL_SERVICES"]),
         local_recordings=(root / merged["LOCAL_RECORDINGS"]).resolve(),
+        local_ca_dir=(root / merged["LOCAL_CA_DIR"]).resolve(),
         local_aws_upstream=merged["LOCAL_AWS_UPSTREAM"].rstrip("/"),
         local_passthrough_profile=merged["LOCAL_PASSTHROUGH_PROFILE"] or None,
         local_sample_feeds=(root / merged["LOCAL_SAMPLE_FEEDS"]).resolve() if merged["LOCAL_SAMPLE_FEEDS"] else None,

@@ -9,12 +9,16 @@ URL, parsed back, must be an `amazonaws.com` host of that service. Anything else
 
 from __future__ import annotations
 
+import base64
 import functools
+import os
 import re
+import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import boto3
 import botocore.session
@@ -80,7 +84,7 @@ def _model_name(service: str, path: str) -> str:
 @functools.cache
 def _resolved_endpoint(model: str, region: str) -> str:
     """botocore's own endpoint for a service model in region (no configured endpoint URL counts)."""
-    config = Config(ignore_configured_endpoint_urls=True)
+    config = Config(ignore_configured_endpoint_urls=True)  # type: ignore[call-arg]  # botocore >= 1.31; stubs lag
     client = _botocore().create_client(
         model, region_name=region, config=config, aws_access_key_id="x", aws_secret_access_key="x"
     )
@@ -134,11 +138,14 @@ def signed(
     return request
 
 
-def send(method: str, url: str, headers: Mapping[str, str], body: bytes) -> Exchange:
-    """Send one request and return the answer, an HTTP error status included; raise OSError when none came."""
+def send(method: str, url: str, headers: Mapping[str, str], body: bytes, cafile: str | None = None) -> Exchange:
+    """Send one request through the user's own network (HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE; cafile for AWS's
+    AWS_CA_BUNDLE) and return the answer, an HTTP error status included; raise OSError when none came."""
     request = urllib.request.Request(url, data=body or None, headers=dict(headers), method=method)
+    context = ssl.create_default_context(cafile=cafile or None)
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))  # proxies from the environment
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as answer:
+        with opener.open(request, timeout=TIMEOUT_S) as answer:
             status, answer_headers, data = answer.status, answer.headers, answer.read()
     except urllib.error.HTTPError as err:
         status, answer_headers, data = err.code, err.headers, err.read()
@@ -147,6 +154,34 @@ def send(method: str, url: str, headers: Mapping[str, str], body: bytes) -> Exch
 
 
 def send_aws(request: AWSRequest) -> Exchange:
+    """Send a signed AWS request, trusting AWS_CA_BUNDLE as botocore would."""
     body = request.body or b""
     data = body.encode("utf-8") if isinstance(body, str) else body
-    return send(str(request.method), str(request.url), dict(request.headers.items()), data)
+    cafile = os.environ.get("AWS_CA_BUNDLE")
+    return send(str(request.method), str(request.url), dict(request.headers.items()), data, cafile)
+
+
+def connect(host: str, port: int) -> socket.socket:
+    """A TCP connection to host:port for a tunnel: through the user's https proxy (a CONNECT of its own) unless
+    NO_PROXY exempts host, else direct."""
+    proxy = urllib.request.getproxies().get("https")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return socket.create_connection((host, port), timeout=TIMEOUT_S)
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    remote = socket.create_connection((parts.hostname or "", parts.port or 80), timeout=TIMEOUT_S)
+    request = f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        request += f"Proxy-Authorization: Basic {base64.b64encode(credentials).decode()}\r\n"
+    remote.sendall(request.encode() + b"\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer and len(answer) < 65536:
+        chunk = remote.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    status = answer.split(b"\r\n", 1)[0].split()
+    if len(status) < 2 or status[1] != b"200":
+        remote.close()
+        raise OSError(f"the proxy {parts.hostname}:{parts.port} refused CONNECT {host}:{port}: {status[1:2]!r}")
+    return remote

@@ -36,7 +36,8 @@ from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from tasks.aws import passthrough
-from tasks.local import bedrock_stub, sample_feeds
+from tasks.local import bedrock_stub, https_terminator, sample_feeds
+from tasks.local.local_ca import LocalCa
 from tasks.local.recordings import Exchange, RecordingStore
 from tasks.local.request_guard import is_proxy_request
 from tasks.settings import Settings
@@ -61,13 +62,18 @@ ACTIONS = {
     "sample": "served from the sample feeds (generated, not live)",
 }
 TUNNEL_IDLE_S = 60
+INTERCEPTED = frozenset({"record", "replay"})  # http modes whose https the server answers itself
+_PORT = re.compile(r"\d{1,5}")
 LOGGER = logging.getLogger(__name__)
 
 
-def function_environment(endpoint: str) -> dict[str, str]:
-    """The variables that send a function's web requests through the embedded server (its AWS calls already go)."""
+def function_environment(endpoint: str, settings: Settings) -> dict[str, str]:
+    """The variables that send a function's web requests through the embedded server (its AWS calls already go),
+    and, where the server answers https itself (http in record or replay), make it trust the clone's CA."""
     netloc = urlsplit(endpoint).netloc
     proxy = f"http://{netloc}"
+    intercepted = service_mode(settings, "http") in INTERCEPTED
+    trust = LocalCa(settings.local_ca_dir).function_environment() if intercepted else {}
     return {
         "HTTP_PROXY": proxy,
         "HTTPS_PROXY": proxy,
@@ -75,7 +81,13 @@ def function_environment(endpoint: str) -> dict[str, str]:
         "http_proxy": proxy,
         "https_proxy": proxy,
         "no_proxy": NO_PROXY,
+        **trust,
     }
+
+
+def service_mode(settings: Settings, service: str) -> str:
+    """The LOCAL_SERVICES mode of a service (its own, else the `*` one)."""
+    return settings.local_services.get(service) or settings.local_services["*"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class Services:
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings
         self.store = RecordingStore(settings.local_recordings)
+        self.ca = LocalCa(settings.local_ca_dir)
         self.clock = clock
         self._counts: Counter[tuple[str, str, str]] = Counter()
         self._lock = threading.Lock()
@@ -141,15 +154,17 @@ class Services:
         return is_proxy_request(environ) or (scope is not None and scope[0] not in EMBEDDED_SERVICES)
 
     def mode(self, service: str) -> str:
-        modes = self.settings.local_services
-        return modes.get(service) or modes["*"]
+        return service_mode(self.settings, service)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         call = self._call(environ)
         if environ["REQUEST_METHOD"] == "CONNECT":
-            if self.mode("http") == "passthrough":
+            mode = self.mode("http")
+            if mode == "passthrough":
                 self._count(call, "tunnelled")
                 _tunnel(environ, call.target)  # never returns: the connection is the tunnel's
+            if mode in INTERCEPTED:
+                self._terminate_tls(environ, call.target)  # never returns either
             exchange = self._refuse_https(call)
         else:
             exchange = self._answer(call)
@@ -247,14 +262,22 @@ class Services:
             self._counts[("http", "sample", "sample")] += 1
         return Exchange(200, {"Content-Type": "application/rss+xml; charset=utf-8"}, document)
 
+    def _terminate_tls(self, environ: dict[str, Any], target: str) -> None:
+        """Answer a function's https in record or replay: TLS as target's host (the clone's CA), then each request
+        inside as a web call; raises ConnectionAbortedError at the end (werkzeug answers nothing more)."""
+        host = target.rpartition(":")[0].strip("[]")
+        if not host or not _PORT.fullmatch(target.rpartition(":")[2]):
+            raise ConnectionAbortedError(f"CONNECT {target[:80]!r}: not host:port")
+
+        def answer(method: str, url: str, headers: dict[str, str], body: bytes) -> Exchange:
+            return self._answer(Call("http", "", method, url, headers, body))
+
+        https_terminator.serve(environ["werkzeug.socket"], self.ca.server_context(host), target, answer)
+        raise ConnectionAbortedError("https connection closed")
+
     def _refuse_https(self, call: Call) -> Exchange:
         self._count(call, "denied")
-        reason = (
-            self._denied_message("http")
-            if self.mode("http") == "deny"
-            else "https cannot be recorded or replayed locally (plain http can); use LOCAL_SERVICES=http=passthrough"
-        )
-        return _error(call, 403, "Forbidden", f"CONNECT {call.target}: {reason}")
+        return _error(call, 403, "Forbidden", f"CONNECT {call.target}: {self._denied_message('http')}")
 
     @staticmethod
     def _denied_message(service: str) -> str:
@@ -284,7 +307,7 @@ def _tunnel(environ: dict[str, Any], target: str) -> None:
     client: socket.socket = environ["werkzeug.socket"]
     host, _, port = target.rpartition(":")
     try:
-        remote = socket.create_connection((host, int(port)), timeout=passthrough.TIMEOUT_S)
+        remote = passthrough.connect(host.strip("[]"), int(port))
     except (OSError, ValueError) as err:
         client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
         raise ConnectionAbortedError(f"CONNECT {target}: {err}") from err
