@@ -36,8 +36,9 @@ from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from tasks.aws import passthrough
-from tasks.local import bedrock_stub, https_terminator, sample_feeds
+from tasks.local import bedrock_stub, https_terminator, recordings, sample_feeds
 from tasks.local.local_ca import LocalCa
+from tasks.local.matching import load_matching
 from tasks.local.recordings import Exchange, RecordingStore
 from tasks.local.request_guard import is_proxy_request
 from tasks.settings import Settings
@@ -54,6 +55,7 @@ ACTIONS = {
     "refused": "refused by the stub (it answers InvokeModel with an Anthropic messages body only)",
     "replayed": "replayed from recordings in {recordings} (not live)",
     "not recorded": "had no recording in {recordings} and failed",
+    "broken recording": "found a recording in {recordings} that cannot be used",
     "recorded": "passed through to the real service and recorded",
     "passed through": "passed through to the real service",
     "tunnelled": "tunnelled to the real host (https)",
@@ -61,6 +63,7 @@ ACTIONS = {
     "refused upstream": "refused: not an AWS service, region and endpoint (no credential sent)",
     "sample": "served from the sample feeds (generated, not live)",
 }
+STAND_INS = {"stubbed": "stubbed", "replayed": "replayed", "sample": "from the sample feeds"}
 TUNNEL_IDLE_S = 60
 INTERCEPTED = frozenset({"record", "replay"})  # http modes whose https the server answers itself
 _PORT = re.compile(r"\d{1,5}")
@@ -137,15 +140,32 @@ def _error(call: Call, status: int, code: str, message: str) -> Exchange:
     return Exchange(status, {"Content-Type": "application/json", "x-amzn-ErrorType": code}, body)
 
 
+def describe_miss(miss: recordings.Miss, folder: Path) -> str:
+    """A replay miss in one line: the request (shortened), the closest recording and what differed, what to do."""
+    request = miss.request
+    body = request.body.decode("utf-8", "replace").replace("\n", " ")
+    said = f"{request.service}: no recording of {request.method} {request.target[:120]}"
+    said += f" (body {body[:80]!r}{'...' if len(body) > 80 else ''})" if body else ""
+    if miss.closest is not None:
+        said += f"; closest {miss.closest.relative_to(folder).as_posix()} differs: {miss.difference}"
+    return (
+        f"{said}; fill in response.status and response.body of {miss.pending.relative_to(folder.parent).as_posix()} "
+        f"and commit it, or record it once (LOCAL_SERVICES={request.service}=record)"
+    )
+
+
 class Services:
     """A WSGI app for the calls the embedded AWS does not serve itself; counts what it did for notes()."""
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings
-        self.store = RecordingStore(settings.local_recordings)
+        self.store = RecordingStore(settings.local_recordings, load_matching(settings.local_recordings))
         self.ca = LocalCa(settings.local_ca_dir)
         self.clock = clock
         self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._hits: Counter[Path] = Counter()
+        self._misses: list[recordings.Miss] = []
+        self._broken: list[str] = []
         self._lock = threading.Lock()
 
     def claims(self, environ: dict[str, Any]) -> bool:
@@ -207,11 +227,12 @@ class Services:
             return _error(call, 403, "AccessDeniedException", self._denied_message(call.service))
         if mode == "stub":
             return self._stub(call)
-        path = self.store.path(call.service, call.label, call.method, call.target, call.body)
+        request, secrets = recordings.redacted(
+            recordings.Request(call.service, call.label, call.method, call.target, call.body),
+            call.headers.get("Authorization") if call.service == "http" else None,
+        )
         if mode == "replay":
-            found = self.store.load(path)
-            self._count(call, "replayed" if found else "not recorded")
-            return found or _error(call, 404, "LocalRecordingNotFound", self._missing_message(call, path))
+            return self._replay(call, request)
         try:
             exchange = self._forward(call)
         except passthrough.RefusedEndpoint as err:
@@ -222,11 +243,56 @@ class Services:
             self._count(call, "failed upstream")
             return _error(call, 502, "LocalPassthroughFailed", f"{call.service}: {err}")
         if mode == "record" and exchange.status < 400:
-            self.store.save(path, call.method, call.target, call.body, exchange)
+            self.store.save(request, exchange, secrets, self.clock())
             self._count(call, "recorded")
         else:
             self._count(call, "passed through")
         return exchange
+
+    def _replay(self, call: Call, request: recordings.Request) -> Exchange:
+        """The recorded answer to request; else a named miss (kept for the run's verdict) and a ready-to-fill file."""
+        path = self.store.path(request)
+        try:
+            found = self.store.load(path)
+        except recordings.RecordingError as err:
+            self._count(call, "broken recording")
+            with self._lock:
+                self._broken.append(str(err))
+            return _error(call, 500, "LocalRecordingBroken", str(err))
+        if found is not None:
+            self._count(call, "replayed")
+            with self._lock:
+                self._hits[path] += 1
+            return found
+        self._count(call, "not recorded")
+        closest, difference = self.store.closest(request)
+        pending = self.store.save_pending(request, self.clock())
+        miss = recordings.Miss(request, self.store.key(request)[0], closest, difference, pending)
+        with self._lock:
+            self._misses.append(miss)
+        return _error(call, 404, "LocalRecordingNotFound", describe_miss(miss, self.settings.local_recordings))
+
+    def stand_ins(self) -> tuple[str, ...]:
+        """What answered instead of the live services, for the run's verdict: ("bedrock stubbed", "web replayed")."""
+        with self._lock:
+            seen = sorted({(service, action) for service, _, action in self._counts if action in STAND_INS})
+        return tuple(f"{'web' if service == 'http' else service} {STAND_INS[action]}" for service, action in seen)
+
+    def misses(self) -> tuple[recordings.Miss, ...]:
+        """The requests replay had no recording for, in the order they came."""
+        with self._lock:
+            return tuple(self._misses)
+
+    def broken(self) -> tuple[str, ...]:
+        """Recordings that could not be used, each named with what is wrong."""
+        with self._lock:
+            return tuple(self._broken)
+
+    def hits(self) -> dict[str, int]:
+        """How many times each recording answered, by path relative to the recordings folder."""
+        folder = self.settings.local_recordings
+        with self._lock:
+            return {path.relative_to(folder).as_posix(): n for path, n in sorted(self._hits.items())}
 
     def _forward(self, call: Call) -> Exchange:
         """Send call on: the web as it came (its own Authorization kept), AWS signed again with the user's credentials,
@@ -290,12 +356,6 @@ class Services:
         return (
             f"{service} is denied in this local run, as a missing permission would be: "
             f"set LOCAL_SERVICES={service}=<mode> (in .env or the environment), mode one of {choices}"
-        )
-
-    def _missing_message(self, call: Call, path: Path) -> str:
-        return (
-            f"no recording of {call.method} {call.target} in {path}: "
-            f"record it once with network access (LOCAL_SERVICES={call.service}=record), then commit the file"
         )
 
 
