@@ -14,6 +14,7 @@ from tasks.contexts.files import write_json
 from tasks.contexts.runs import RecordedRun, new_record, recorded_run
 from tasks.contexts.store import Context, ContextStore, default_purpose, utc_now
 from tasks.errors import EXIT_FAILED
+from tasks.flows.recordings_list import RECORDINGS_USED
 from tasks.local.server import EmbeddedAws, seed
 from tasks.local.services import Services, describe_miss
 from tasks.pipeline.checks import CheckResult, Expectations, load_expectations
@@ -22,7 +23,6 @@ from tasks.pipeline.runner import Runner
 from tasks.settings import STEPS, Settings
 
 TARGET = "embedded AWS (moto S3 + local Lambda runtime)"
-RECORDINGS_USED = "recordings.json"  # in the run folder: which recordings answered, which requests missed
 
 
 class LocalE2E:

@@ -17,7 +17,6 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,7 +190,7 @@ class RecordingStore:
         """The answer recorded at path; None when there is none or it is still to be filled in."""
         if not path.is_file():
             return None
-        answer = _read(path).get("response")
+        answer = read_recording(path).get("response")
         if not isinstance(answer, dict) or answer.get("status") is None or answer.get("body") is None:
             return None
         return _exchange(path, answer)
@@ -217,7 +216,7 @@ class RecordingStore:
         best: tuple[float, Path, str] | None = None
         for path in sorted((self.folder / request.service / slug(request.label)).glob("*.json"))[:200]:
             try:
-                recorded = str(_read(path).get("request", {}).get("matched", ""))
+                recorded = str(read_recording(path).get("request", {}).get("matched", ""))
             except RecordingError:
                 continue
             if recorded == form:
@@ -228,11 +227,6 @@ class RecordingStore:
         if best is None:
             return None, ""
         return best[1], first_difference(best[2], form)
-
-    def recordings(self) -> Iterator[tuple[Path, dict[str, Any]]]:
-        """Every recording file under the folder with its document (a broken one raises RecordingError)."""
-        for path in sorted(self.folder.glob("*/*/*.json")):
-            yield path, _read(path)
 
     def _write(self, request: Request, response: dict[str, Any], now: datetime) -> Path:
         form, key = self.key(request)
@@ -256,7 +250,8 @@ class RecordingStore:
         return path
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_recording(path: Path) -> dict[str, Any]:
+    """A recording file's document; RecordingError naming the file when it is not a JSON object."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
