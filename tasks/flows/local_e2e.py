@@ -97,21 +97,22 @@ class LocalE2E:
             write_json(run.folder.path / RECORDINGS_USED, used)
 
     def _with_services(self, record: RunRecord, services: Services) -> RunRecord:
-        """The record with what was stubbed or replayed; failed when replay missed (unless LOCAL_REPLAY=lenient) or
-        met a broken recording: a handler's own fallback must not turn a missing answer into a pass."""
+        """The record with what was stubbed or replayed; failed when a stand-in could not answer (a broken recording,
+        a prompt no stub rule matches) or replay missed (unless LOCAL_REPLAY=lenient): a handler's own fallback must
+        not turn a missing answer into a pass."""
         notes = (*record.notes, *services.notes())
         stand_ins = services.stand_ins()
         misses = [describe_miss(m, self.settings.local_recordings) for m in services.misses()]
-        problems = [*services.broken(), *([] if self.settings.local_replay_lenient else misses)]
-        if misses and self.settings.local_replay_lenient:
+        lenient = self.settings.local_replay_lenient
+        problems = [*services.problems(), *([] if lenient else misses)]
+        if misses and lenient:
             stand_ins = (*stand_ins, f"{len(misses)} call{'s' if len(misses) != 1 else ''} missed")
             notes = (*notes, *(f"replay miss (LOCAL_REPLAY=lenient): {m}" for m in misses))
         record = replace(record, notes=notes, stand_ins=stand_ins)
         if not problems:
             return record
-        count = f"{len(problems)} replay problem{'s' if len(problems) != 1 else ''}"
-        error = f"{count} (LOCAL_REPLAY=lenient lets the handler carry on): {problems[0]}"
-        if record.error:
-            notes = (*notes, f"then: {record.error}")
-        more = tuple(f"replay: {p}" for p in problems[1:])
+        error = problems[0] + (f" (and {len(problems) - 1} more, in the notes)" if len(problems) > 1 else "")
+        if misses and not lenient:
+            error += "; LOCAL_REPLAY=lenient lets the handler's own error handling carry on"
+        more = (*(f"also: {p}" for p in problems[1:]), *((f"then: {record.error}",) if record.error else ()))
         return replace(record, status="failed", exit_code=EXIT_FAILED, error=error, notes=(*notes, *more))

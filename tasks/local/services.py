@@ -41,6 +41,7 @@ from tasks.local.local_ca import LocalCa
 from tasks.local.matching import load_matching
 from tasks.local.recordings import Exchange, RecordingStore
 from tasks.local.request_guard import is_proxy_request
+from tasks.local.stub_rules import NoRule, load_stub_rules
 from tasks.settings import Settings
 
 EMBEDDED_SERVICES = frozenset({"s3", "lambda", "logs"})
@@ -63,6 +64,11 @@ ACTIONS = {
     "refused upstream": "refused: not an AWS service, region and endpoint (no credential sent)",
     "sample": "served from the sample feeds (generated, not live)",
 }
+UNFIT_STUB = (
+    "bedrock is denied: the built-in stub answers the sample pipeline only (its answers would not parse in yours); "
+    "give your pipeline stub rules (LOCAL_BEDROCK_STUB_RULES=stub-rules.yaml, see README) or replay recordings "
+    "(LOCAL_SERVICES=bedrock=replay)"
+)
 STAND_INS = {"stubbed": "stubbed", "replayed": "replayed", "sample": "from the sample feeds"}
 TUNNEL_IDLE_S = 60
 INTERCEPTED = frozenset({"record", "replay"})  # http modes whose https the server answers itself
@@ -165,7 +171,10 @@ class Services:
         self._counts: Counter[tuple[str, str, str]] = Counter()
         self._hits: Counter[Path] = Counter()
         self._misses: list[recordings.Miss] = []
-        self._broken: list[str] = []
+        self._problems: list[str] = []
+        rules = settings.local_bedrock_stub_rules
+        self.stub_rules = load_stub_rules(rules) if rules is not None else None
+        self.stub_unfit = self.stub_rules is None and not settings.sample_pipeline  # the built-in stub fits the sample
         self._lock = threading.Lock()
 
     def claims(self, environ: dict[str, Any]) -> bool:
@@ -225,6 +234,9 @@ class Services:
         if mode == "deny":
             self._count(call, "denied")
             return _error(call, 403, "AccessDeniedException", self._denied_message(call.service))
+        if mode == "stub" and self.stub_unfit:
+            self._count(call, "denied")
+            return self._problem(call, 403, "AccessDeniedException", UNFIT_STUB)
         if mode == "stub":
             return self._stub(call)
         request, secrets = recordings.redacted(
@@ -256,9 +268,7 @@ class Services:
             found = self.store.load(path)
         except recordings.RecordingError as err:
             self._count(call, "broken recording")
-            with self._lock:
-                self._broken.append(str(err))
-            return _error(call, 500, "LocalRecordingBroken", str(err))
+            return self._problem(call, 500, "LocalRecordingBroken", str(err))
         if found is not None:
             self._count(call, "replayed")
             with self._lock:
@@ -283,10 +293,11 @@ class Services:
         with self._lock:
             return tuple(self._misses)
 
-    def broken(self) -> tuple[str, ...]:
-        """Recordings that could not be used, each named with what is wrong."""
+    def problems(self) -> tuple[str, ...]:
+        """What a stand-in could not answer and the run must fail on: broken recordings, prompts no stub rule
+        matches, the built-in stub refused for a pipeline that is not the sample's."""
         with self._lock:
-            return tuple(self._broken)
+            return tuple(self._problems)
 
     def hits(self) -> dict[str, int]:
         """How many times each recording answered, by path relative to the recordings folder."""
@@ -312,12 +323,22 @@ class Services:
 
     def _stub(self, call: Call) -> Exchange:
         try:
-            document = bedrock_stub.answer(call.target.split("?", 1)[0], call.body)
+            document = bedrock_stub.answer(call.target.split("?", 1)[0], call.body, self.stub_rules)
+        except NoRule as err:
+            self._count(call, "refused")
+            return self._problem(call, 400, "ValidationException", f"bedrock stub: {err}")
         except bedrock_stub.StubError as err:
             self._count(call, "refused")
             return _error(call, 400, "ValidationException", f"{err}; use LOCAL_SERVICES=bedrock=replay or passthrough")
         self._count(call, "stubbed")
         return Exchange(200, {"Content-Type": "application/json"}, json.dumps(document).encode())
+
+    def _problem(self, call: Call, status: int, code: str, message: str) -> Exchange:
+        """An error answer that the run's verdict must not miss (kept once for problems())."""
+        with self._lock:
+            if message not in self._problems:
+                self._problems.append(message)
+        return _error(call, status, code, message)
 
     def _sample_feed(self, call: Call, items_file: Path) -> Exchange:
         source_key = urlsplit(call.target).path.strip("/").removesuffix(".xml")

@@ -6,6 +6,7 @@ The "real" services are fake servers on 127.0.0.1 (test_services.fake_upstream):
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def test_a_broken_recording_is_named_not_guessed(
     with embedded_aws(contexts_dir, LOCAL_SERVICES="bedrock=replay", LOCAL_RECORDINGS=str(recordings)) as aws:
         with pytest.raises(ClientError) as caught:
             invoke(aws.endpoint, "Hello.")
-        (broken,) = aws.services.broken()
+        (broken,) = aws.services.problems()
     assert caught.value.response["Error"]["Code"] == "LocalRecordingBroken"
     assert named in broken and str(saved) in broken
     assert "Set-Cookie" not in str(caught.value.response["ResponseMetadata"]["HTTPHeaders"])
@@ -130,3 +131,72 @@ def test_a_web_miss_fails_loudly_through_the_proxy(contexts_dir: Path, tmp_path:
         (miss,) = aws.services.misses()
     assert caught.value.code == 404 and b"http: no recording of GET http://news.invalid/feed.xml" in caught.value.read()
     assert miss.pending.is_file() and "day=<date>" in miss.matched
+
+
+RULES = """
+rules:
+  - name: scoring
+    model: "anthropic.claude-3-*"
+    prompt_contains: "Score"
+    prompt_regex: "Title: (?P<title>[^\\\\n]+)"
+    json: {score: 8, summary: "{title}", entities: {companies: ["Camurus"]}}
+  - name: editorial
+    text: "Editorial: {first_sentence}"
+"""
+
+
+def test_stub_rules_give_a_real_parser_well_formed_json(contexts_dir: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "stub-rules.yaml"
+    rules.write_text(RULES)
+    with embedded_aws(contexts_dir, LOCAL_BEDROCK_STUB_RULES=str(rules)) as aws:
+        scored = invoke(aws.endpoint, "Score this item.\nTitle: Camurus signs with Lilly\n\nBody text.")
+        written = invoke(aws.endpoint, "Write the week's editorial.\n\nNanexa expands. More later.")
+        assert aws.services.stand_ins() == ("bedrock stubbed",)
+    assert json.loads(scored["content"][0]["text"]) == {
+        "score": 8,
+        "summary": "Camurus signs with Lilly",
+        "entities": {"companies": ["Camurus"]},
+    }
+    assert written["content"][0]["text"] == "Editorial: Nanexa expands."
+
+
+def test_a_prompt_no_rule_matches_is_a_named_problem(contexts_dir: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "stub-rules.yaml"
+    rules.write_text("rules:\n  - prompt_contains: Score\n    text: ok\n")
+    with embedded_aws(contexts_dir, LOCAL_BEDROCK_STUB_RULES=str(rules)) as aws:
+        with pytest.raises(ClientError):
+            invoke(aws.endpoint, "Something else entirely.")
+        (problem,) = aws.services.problems()
+    assert f"no rule in {rules} matches model" in problem and "Something else entirely." in problem
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("rules: []\n", "expected `rules:`"),
+        ("rules:\n  - text: a\n    json: {}\n", "exactly one answer"),
+        ("rules:\n  - text: '{nope}'\n", "placeholder {nope}"),
+        ("rules:\n  - texts: a\n", "unknown key 'texts'"),
+        ("rules:\n  - prompt_regex: '('\n    text: a\n", "not a regular expression"),
+    ],
+)
+def test_stub_rules_that_cannot_work_are_refused_at_start(
+    contexts_dir: Path, tmp_path: Path, text: str, named: str
+) -> None:
+    rules = tmp_path / "stub-rules.yaml"
+    rules.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        with embedded_aws(contexts_dir, LOCAL_BEDROCK_STUB_RULES=str(rules)):
+            pass
+
+
+def test_the_builtin_stub_is_denied_for_a_pipeline_that_is_not_the_sample(contexts_dir: Path, tmp_path: Path) -> None:
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "handler.py").write_text("def lambda_handler(event, context):\n    return {}\n")
+    with embedded_aws(contexts_dir, LOCAL_HANDLER_NORMALIZE_SCORE=f"{own}:handler.lambda_handler") as aws:
+        with pytest.raises(ClientError) as caught:
+            invoke(aws.endpoint, "Summarize.\n\nCamurus.")
+        (problem,) = aws.services.problems()
+    assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "LOCAL_BEDROCK_STUB_RULES" in problem and "LOCAL_SERVICES=bedrock=replay" in problem
