@@ -82,6 +82,7 @@ DEFAULTS: dict[str, str] = {
     "LOCAL_CA_DIR": ".local-ca",
     "LOCAL_REPLAY": "strict",
     "LOCAL_BEDROCK_STUB_RULES": "",
+    "LOCAL_SKIP_REQUIREMENTS": "",
     "LOCAL_AWS_UPSTREAM": "",
     "LOCAL_PASSTHROUGH_PROFILE": "",
     "LOCAL_SAMPLE_FEEDS": "lambdas/ingest/sample_items.json",
@@ -144,6 +145,7 @@ class Settings:
     local_replay_lenient: bool  # LOCAL_REPLAY=lenient: a replay miss is left to the handler, not a failed run
     local_bedrock_stub_rules: Path | None  # a team's rules for the Bedrock stub (stub_rules.py)
     sample_pipeline: bool  # the handlers are the sample pipeline's (lambdas/), which the built-in stub fits
+    local_skip_requirements: frozenset[str]  # steps whose handler folder's requirements.txt is not installed
     local_aws_upstream: str
     local_passthrough_profile: str | None
     local_sample_feeds: Path | None
@@ -161,6 +163,12 @@ class Settings:
         if chosen is None:
             return f"env {self.env}, no profile: keys from .env or the environment"
         return f"env {self.env}, profile {chosen.name!r} from {chosen.source}"
+
+    def requirement_folders(self, step: str) -> list[Path]:
+        """The folders whose requirements.txt a step's function environment installs: its handler folder (unless
+        LOCAL_SKIP_REQUIREMENTS names the step: code plus layers, as deployed), then its layers."""
+        own = [] if step in self.local_skip_requirements else [self.local_handlers[step].source_dir]
+        return [*own, *self.local_lambda_layers]
 
     def function_name(self, step: str, env: str | None = None) -> str:
         return self.function_name_template.format(step=step, env=env or self.env)
@@ -279,6 +287,17 @@ def service_modes(value: str) -> dict[str, str]:
     return modes
 
 
+def _steps(variable: str, value: str) -> frozenset[str]:
+    """A comma-separated list of steps (`*` for all), each checked."""
+    named = {part.strip() for part in value.split(",") if part.strip()}
+    if "*" in named:
+        return frozenset(STEPS)
+    unknown = sorted(named - set(STEPS))
+    if unknown:
+        raise ConfigError(f"{variable}: {unknown[0][:40]!r} is not a step: use {', '.join(STEPS)} or *")
+    return frozenset(named)
+
+
 def _replay_mode(value: str) -> str:
     mode = value.strip().lower()
     if mode not in ("strict", "lenient"):
@@ -394,6 +413,7 @@ def load_settings(
         local_ca_dir=(root / merged["LOCAL_CA_DIR"]).resolve(),
         local_replay_lenient=_replay_mode(merged["LOCAL_REPLAY"]) == "lenient",
         local_bedrock_stub_rules=_existing_file(root, merged["LOCAL_BEDROCK_STUB_RULES"]),
+        local_skip_requirements=_steps("LOCAL_SKIP_REQUIREMENTS", merged["LOCAL_SKIP_REQUIREMENTS"]),
         sample_pipeline=all(merged[handler_variable(step)] == DEFAULTS[handler_variable(step)] for step in STEPS),
         local_aws_upstream=merged["LOCAL_AWS_UPSTREAM"].rstrip("/"),
         local_passthrough_profile=merged["LOCAL_PASSTHROUGH_PROFILE"] or None,

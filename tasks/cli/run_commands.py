@@ -50,8 +50,10 @@ def parse_payload(text: str | None, client_id: str | None) -> dict[str, Any]:
 
 def local_e2e_command(args: argparse.Namespace) -> int:
     from tasks.flows.local_e2e import LocalE2E
+    from tasks.local.preflight import check_local_setup
 
     settings = load_settings(ROOT, {"VECTORA_ENV": "local"})
+    check_local_setup(settings)  # before a context (and its client_id) is used
     flow = LocalE2E(settings, context_store(settings), on_step_end=print_step)
     if args.client_id is not None:
         context = flow.store.load(validate_client_id(args.client_id))

@@ -199,7 +199,7 @@ class LocalLambdaRuntime:
             arn=self.arn(function),
             handler=f"{handler.module}.{handler.function}",
             task_root=handler.source_dir,
-            python=self._environments.python([handler.source_dir, *self.settings.local_lambda_layers]),
+            python=self._environments.python(self.settings.requirement_folders(function.step)),
             variables=self.environment(function),
             timeout_s=self.settings.function_timeout(function.step),
             memory_mb=self.settings.function_memory_mb(function.step),

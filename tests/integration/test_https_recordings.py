@@ -14,7 +14,7 @@ import ssl
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,27 +38,30 @@ class Upstream:
 
 
 @contextlib.contextmanager
-def https_upstream_behind_a_proxy(tmp_path: Path) -> Iterator[tuple[Upstream, str, Path]]:
-    """An https server for HOST (its own CA) and a CONNECT proxy that reaches it; yields them, the proxy's URL and
-    the CA file that trusts the server."""
+def https_upstream_behind_a_proxy(
+    tmp_path: Path, host: str = HOST, answer: Callable[[str], bytes | None] = lambda path: FEED
+) -> Iterator[tuple[Upstream, str, Path]]:
+    """An https server for host (its own CA) answering answer(path) (None: 404) and a CONNECT proxy that reaches it;
+    yields them, the proxy's URL and the CA file that trusts the server."""
     ca = trustme.CA()
     upstream = Upstream()
 
     class Feed(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             upstream.paths.append(self.path)
-            self.send_response(200)
+            body = answer(self.path)
+            self.send_response(200 if body is not None else 404)
             self.send_header("Content-Type", "application/rss+xml")
-            self.send_header("Content-Length", str(len(FEED)))
+            self.send_header("Content-Length", str(len(body or b"")))
             self.end_headers()
-            self.wfile.write(FEED)
+            self.wfile.write(body or b"")
 
         def log_message(self, *args: Any) -> None:
             pass
 
     web = ThreadingHTTPServer(("127.0.0.1", 0), Feed)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(HOST).configure_cert(context)
+    ca.issue_cert(host).configure_cert(context)
     web.socket = context.wrap_socket(web.socket, server_side=True)
     web_port = web.server_address[1]
 
