@@ -144,7 +144,7 @@ class Settings:
     local_ca_dir: Path  # the clone's CA for https in record/replay (git-ignored; the key is its user's only)
     local_replay_lenient: bool  # LOCAL_REPLAY=lenient: a replay miss is left to the handler, not a failed run
     local_bedrock_stub_rules: Path | None  # a team's rules for the Bedrock stub (stub_rules.py)
-    sample_pipeline: bool  # the handlers are the sample pipeline's (lambdas/), which the built-in stub fits
+    sample_normalizer: bool  # normalize-score (the sample's Bedrock caller) is the sample's: the built-in stub fits it
     local_skip_requirements: frozenset[str]  # steps whose handler folder's requirements.txt is not installed
     local_aws_upstream: str
     local_passthrough_profile: str | None
@@ -414,7 +414,7 @@ def load_settings(
         local_replay_lenient=_replay_mode(merged["LOCAL_REPLAY"]) == "lenient",
         local_bedrock_stub_rules=_existing_file(root, merged["LOCAL_BEDROCK_STUB_RULES"]),
         local_skip_requirements=_steps("LOCAL_SKIP_REQUIREMENTS", merged["LOCAL_SKIP_REQUIREMENTS"]),
-        sample_pipeline=all(merged[handler_variable(step)] == DEFAULTS[handler_variable(step)] for step in STEPS),
+        sample_normalizer=merged[handler_variable("normalize-score")] == DEFAULTS[handler_variable("normalize-score")],
         local_aws_upstream=merged["LOCAL_AWS_UPSTREAM"].rstrip("/"),
         local_passthrough_profile=merged["LOCAL_PASSTHROUGH_PROFILE"] or None,
         local_sample_feeds=(root / merged["LOCAL_SAMPLE_FEEDS"]).resolve() if merged["LOCAL_SAMPLE_FEEDS"] else None,
