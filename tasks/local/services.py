@@ -174,7 +174,7 @@ class Services:
         self._problems: list[str] = []
         rules = settings.local_bedrock_stub_rules
         self.stub_rules = load_stub_rules(rules) if rules is not None else None
-        self.stub_unfit = self.stub_rules is None and not settings.sample_normalizer  # the built-in stub fits the sample
+        self.stub_unfit = self.stub_rules is None and not settings.sample_normalizer
         self._lock = threading.Lock()
 
     def claims(self, environ: dict[str, Any]) -> bool:
