@@ -78,11 +78,7 @@ def _not_found(message: str) -> LambdaError:
     return LambdaError("404 Not Found", "ResourceNotFoundException", message)
 
 
-def _invalid(message: str) -> LambdaError:
-    return LambdaError("400 Bad Request", "InvalidParameterValueException", message)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Answer:
     """A successful answer: status line, body and headers (the request id is added when sent)."""
 
@@ -174,7 +170,7 @@ class LambdaApi:
         raise LambdaError(
             "404 Not Found",
             "UnknownOperationException",
-            f"{method} {path} is not an operation the local Lambda serves (it serves {served}; its functions are "
+            f"{method} {path[:200]} is not an operation the local Lambda serves (it serves {served}; its functions are "
             "configured by the toolkit's settings)",
         )
 
@@ -292,7 +288,8 @@ class LambdaApi:
     def _invoke(self, request: Request) -> Answer:
         kind = request.header("X-Amz-Invocation-Type") or "RequestResponse"
         if kind not in INVOCATION_TYPES:
-            raise _invalid(f"Unsupported InvocationType {kind!r}: expected one of {', '.join(INVOCATION_TYPES)}")
+            message = f"Unsupported InvocationType {kind[:40]!r}: expected one of {', '.join(INVOCATION_TYPES)}"
+            raise LambdaError("400 Bad Request", "InvalidParameterValueException", message)
         function = self._function(request)
         event = read_body(request.environ, MAX_ASYNC_PAYLOAD if kind == "Event" else MAX_SYNC_PAYLOAD) or b"{}"
         try:
