@@ -27,6 +27,7 @@ from tasks.settings import Settings
 from tests.conftest import REPO, local_aws_server, safe_environ, settings_for
 
 INGEST = "vectora-inbox-ingest-v2-local"
+ACCOUNT = "123456789012"  # moto's, which its STS answers
 STEPS = ("ingest", "normalize-score", "newsletter")
 FUNCTIONS = sorted(f"vectora-inbox-{step}-v2-{env}" for step in STEPS for env in ("local", "dev"))
 INVOKE = f"/2015-03-31/functions/{INGEST}/invocations"
@@ -218,7 +219,7 @@ def test_a_configuration_carries_what_lambdas_waiters_and_clients_read(api: Api)
     [
         ("list_aliases", {"FunctionName": INGEST}, {"Aliases": []}),
         ("get_function_concurrency", {"FunctionName": INGEST}, {"ReservedConcurrentExecutions": 10}),
-        ("list_tags", {"Resource": "arn:aws:lambda:eu-west-3:123456789012:function:" + INGEST}, {"Tags": {}}),
+        ("list_tags", {"Resource": f"arn:aws:lambda:eu-west-3:{ACCOUNT}:function:{INGEST}"}, {"Tags": {}}),
     ],
 )
 def test_what_a_function_has_not_is_answered_as_lambda_does(
@@ -249,7 +250,7 @@ def test_the_cli_lists_aliases_concurrency_tags_and_versions(api: Api) -> None:
     assert aliases.returncode == 0 and json.loads(aliases.stdout) == {"Aliases": []}, aliases.stderr
     concurrency = api.cli("lambda", "get-function-concurrency", "--function-name", INGEST)
     assert json.loads(concurrency.stdout) == {"ReservedConcurrentExecutions": 10}, concurrency.stderr
-    arn = f"arn:aws:lambda:{api.settings.region}:123456789012:function:{INGEST}"
+    arn = f"arn:aws:lambda:{api.settings.region}:{ACCOUNT}:function:{INGEST}"
     assert json.loads(api.cli("lambda", "list-tags", "--resource", arn).stdout) == {"Tags": {}}
     versions = api.cli(
         "lambda", "list-versions-by-function", "--function-name", INGEST, "--query", "Versions[].Version"
@@ -265,39 +266,38 @@ def test_one_account_for_every_lambda_and_sts_answer(api: Api) -> None:
     client = api.client()
     arns = [f["FunctionArn"] for f in client.list_functions()["Functions"]]
     arns.append(client.get_function(FunctionName=INGEST)["Configuration"]["FunctionArn"])
-    assert {arn.split(":")[4] for arn in arns} == {identity["Account"]} == {"123456789012"}
+    assert {arn.split(":")[4] for arn in arns} == {identity["Account"]} == {ACCOUNT}
     assert client.get_function_configuration(FunctionName=INGEST)["Role"].split(":")[4] == identity["Account"]
 
 
 @pytest.mark.parametrize(
-    ("reference", "found"),
+    ("foreign", "local"),
     [
-        (INGEST, True),
-        (f"123456789012:function:{INGEST}", True),
-        (f"arn:aws:lambda:eu-west-3:123456789012:function:{INGEST}", True),
-        (f"arn:aws:lambda:eu-west-3:123456789012:function:{INGEST}:$LATEST", True),
-        (f"arn:aws:lambda:eu-west-3:111111111111:function:{INGEST}", False),
-        (f"111111111111:function:{INGEST}", False),
-        (f"arn:aws:lambda:us-east-1:123456789012:function:{INGEST}", False),
+        (
+            f"arn:aws:lambda:eu-west-3:111111111111:function:{INGEST}",
+            f"arn:aws:lambda:eu-west-3:{ACCOUNT}:function:{INGEST}",
+        ),
+        (f"111111111111:function:{INGEST}", f"{ACCOUNT}:function:{INGEST}"),
+        (
+            f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{INGEST}",
+            f"arn:aws:lambda:eu-west-3:{ACCOUNT}:function:{INGEST}",
+        ),
     ],
 )
-def test_an_arn_of_another_account_or_region_is_not_found(
-    api: Api, tmp_path: Path, reference: str, found: bool
-) -> None:
+def test_an_arn_of_another_account_or_region_is_not_found(api: Api, tmp_path: Path, foreign: str, local: str) -> None:
     client = api.client()
     marker = tmp_path / "ran"
-    if found:
-        assert client.get_function(FunctionName=reference)["Configuration"]["FunctionName"] == INGEST
-        client.invoke(FunctionName=reference, Payload=json.dumps({"marker": str(marker)}))
-        assert marker.exists()
-        return
+    event = json.dumps({"marker": str(marker)})
     for call in (
-        lambda: client.get_function(FunctionName=reference),
-        lambda: client.invoke(FunctionName=reference, Payload=json.dumps({"marker": str(marker)})),
+        lambda: client.get_function(FunctionName=foreign),
+        lambda: client.invoke(FunctionName=foreign, Payload=event),
     ):
         answer = refused(call)
         assert (answer["code"], answer["status"]) == ("ResourceNotFoundException", 404) and answer["id"]
     assert not marker.exists()
+    assert client.get_function(FunctionName=local)["Configuration"]["FunctionName"] == INGEST
+    client.invoke(FunctionName=f"{local}:$LATEST", Payload=event)
+    assert marker.exists()
 
 
 # Routes
