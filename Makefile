@@ -87,6 +87,10 @@ compare: $(READY)
 	@test -n "$$CLIENT_IDS" || { echo 'usage: make compare CLIENT_IDS="lai_weekly_v11 lai_weekly_v12"'; echo "exit 2: usage or bad input"; exit 2; }
 	@set -f; $(NOX) -s compare -- $$CLIENT_IDS $(FLAG_JSON) $(FLAG_ENV)
 
+.PHONY: recordings  ## list the recordings (LOCAL_RECORDINGS): service, age, hits in the last run; misses to fill in
+recordings: $(READY)
+	@$(NOX) -s recordings
+
 ##@ Single tasks
 .PHONY: upload-config  ## upload CLIENT_ID's config to ENV's config bucket (diff, backup, conditional put): [DRY_RUN=1]
 upload-config: $(READY)

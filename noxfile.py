@@ -199,6 +199,12 @@ def compare(session: nox.Session) -> None:
     _task(session, "report", "compare")
 
 
+@nox.session(default=False)
+def recordings(session: nox.Session) -> None:
+    """List the recordings: service, age, hits in the last run, request."""
+    _task(session, "recordings")
+
+
 @nox.session(name="local-aws", default=False)
 def local_aws(session: nox.Session) -> None:
     """Serve the embedded AWS (S3 + Lambda) on 127.0.0.1 until Ctrl-C."""

@@ -79,6 +79,9 @@ DEFAULTS: dict[str, str] = {
     "LOCAL_CANONICAL_DIR": "lambdas/canonical",
     "LOCAL_SERVICES": "bedrock=stub,http=replay,*=deny",
     "LOCAL_RECORDINGS": "lambdas/recordings",
+    "LOCAL_CA_DIR": ".local-ca",
+    "LOCAL_REPLAY": "strict",
+    "LOCAL_BEDROCK_STUB_RULES": "",
     "LOCAL_AWS_UPSTREAM": "",
     "LOCAL_PASSTHROUGH_PROFILE": "",
     "LOCAL_SAMPLE_FEEDS": "lambdas/ingest/sample_items.json",
@@ -137,6 +140,10 @@ class Settings:
     local_canonical_dir: Path
     local_services: Mapping[str, str]
     local_recordings: Path
+    local_ca_dir: Path  # the clone's CA for https in record/replay (git-ignored; the key is its user's only)
+    local_replay_lenient: bool  # LOCAL_REPLAY=lenient: a replay miss is left to the handler, not a failed run
+    local_bedrock_stub_rules: Path | None  # a team's rules for the Bedrock stub (stub_rules.py)
+    sample_pipeline: bool  # the handlers are the sample pipeline's (lambdas/), which the built-in stub fits
     local_aws_upstream: str
     local_passthrough_profile: str | None
     local_sample_feeds: Path | None
@@ -272,6 +279,13 @@ def service_modes(value: str) -> dict[str, str]:
     return modes
 
 
+def _replay_mode(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in ("strict", "lenient"):
+        raise ConfigError(f"LOCAL_REPLAY={value[:40]!r}: expected strict (a miss fails the run) or lenient")
+    return mode
+
+
 def parse_port(text: str, what: str = "LOCAL_AWS_PORT") -> int:
     """A TCP port, 0 to 65535 (0 picks a free one), else a UsageError naming what."""
     if not text.isascii() or not text.isdigit() or int(text) > MAX_PORT:
@@ -377,6 +391,10 @@ def load_settings(
         local_canonical_dir=(root / merged["LOCAL_CANONICAL_DIR"]).resolve(),
         local_services=service_modes(merged["LOCAL_SERVICES"]),
         local_recordings=(root / merged["LOCAL_RECORDINGS"]).resolve(),
+        local_ca_dir=(root / merged["LOCAL_CA_DIR"]).resolve(),
+        local_replay_lenient=_replay_mode(merged["LOCAL_REPLAY"]) == "lenient",
+        local_bedrock_stub_rules=_existing_file(root, merged["LOCAL_BEDROCK_STUB_RULES"]),
+        sample_pipeline=all(merged[handler_variable(step)] == DEFAULTS[handler_variable(step)] for step in STEPS),
         local_aws_upstream=merged["LOCAL_AWS_UPSTREAM"].rstrip("/"),
         local_passthrough_profile=merged["LOCAL_PASSTHROUGH_PROFILE"] or None,
         local_sample_feeds=(root / merged["LOCAL_SAMPLE_FEEDS"]).resolve() if merged["LOCAL_SAMPLE_FEEDS"] else None,

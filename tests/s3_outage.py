@@ -41,7 +41,8 @@ class S3Outage:
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 connection = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
-                connection.request(self.command, self.path, body=body, headers=dict(self.headers))
+                headers = dict(self.headers) | {"Host": proxy.upstream.netloc}  # the embedded AWS answers its own Host
+                connection.request(self.command, self.path, body=body, headers=headers)
                 answer = connection.getresponse()
                 data = answer.read()
                 self.send_response(answer.status)

@@ -10,6 +10,7 @@ from tasks.cli.common import ROOT
 from tasks.cli.config_commands import promote_command, pull_command, rollback_command, upload_config_command
 from tasks.cli.context_commands import context_list_command, context_new_command, context_show_command
 from tasks.cli.parser import build_parser
+from tasks.cli.recording_commands import recordings_command
 from tasks.cli.report_commands import report_command
 from tasks.cli.run_commands import aws_e2e_command, local_aws_command, local_e2e_command
 from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError, as_toolkit_error
@@ -41,6 +42,7 @@ COMMANDS = {
     ("aws-e2e", None): aws_e2e_command,
     ("local-aws", None): local_aws_command,
     ("report", None): report_command,
+    ("recordings", None): recordings_command,
 }
 
 

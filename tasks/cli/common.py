@@ -15,6 +15,7 @@ from tasks.errors import EXIT_PASSED, UsageError
 from tasks.pipeline.checks import CheckResult
 from tasks.pipeline.checks import summary as checks_summary
 from tasks.pipeline.records import RunRecord, StepResult
+from tasks.reports.format import stand_ins
 from tasks.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: .env and contexts/ are found from here
@@ -91,7 +92,7 @@ def print_progress(step: str, elapsed: float, prefix: str = "") -> None:
 
 def finish_run(context: Context, record: RunRecord, prefix: str = "") -> int:
     folder = context.runs_dir / record.run_id
-    print(f"{prefix}run {record.run_id}: {record.status}")
+    print(f"{prefix}run {record.run_id}: {record.status}{stand_ins(record)}")
     print(f"{prefix}report: {os.path.relpath(folder / 'report.md')}")
     print(f"{prefix}html: {os.path.relpath(folder / 'report.html')}", flush=True)
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")

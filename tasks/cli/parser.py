@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = context_commands.add_parser("show", help="print a context's record as JSON")
     show.add_argument("client_id")
 
+    commands.add_parser("recordings", help="list the recordings: service, age, hits in the last run, request")
+
     local = commands.add_parser("local-e2e", help="run the whole workflow on the embedded AWS (no account needed)")
     local.add_argument("--client-id", default=None, help="rerun this existing context (default: create a new one)")
     local.add_argument("--template", default=DEFAULT_TEMPLATE, help="template of the new context")

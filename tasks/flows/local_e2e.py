@@ -10,9 +10,13 @@ from typing import Any
 from tasks.aws import clients as aws
 from tasks.aws import outputs
 from tasks.contexts import client_config
+from tasks.contexts.files import write_json
 from tasks.contexts.runs import RecordedRun, new_record, recorded_run
 from tasks.contexts.store import Context, ContextStore, default_purpose, utc_now
+from tasks.errors import EXIT_FAILED
+from tasks.flows.recordings_list import RECORDINGS_USED
 from tasks.local.server import EmbeddedAws, seed
+from tasks.local.services import Services, describe_miss
 from tasks.pipeline.checks import CheckResult, Expectations, load_expectations
 from tasks.pipeline.records import RunRecord, StepResult
 from tasks.pipeline.runner import Runner
@@ -87,5 +91,28 @@ class LocalE2E:
                 on_step_end=lambda index, result, found: self.on_step_end(index, len(STEPS), result, found),
             )
             record = runner.run(record, functions)
-            run.record = replace(record, notes=(*record.notes, *server.services.notes()))  # what was stubbed, replayed
+            run.record = record = self._with_services(record, server.services)
             reader.save(record.outputs, run.folder.outputs)
+            used = {"hits": server.services.hits(), "misses": [m.pending.name for m in server.services.misses()]}
+            write_json(run.folder.path / RECORDINGS_USED, used)
+
+    def _with_services(self, record: RunRecord, services: Services) -> RunRecord:
+        """The record with what was stubbed or replayed; failed when a stand-in could not answer (a broken recording,
+        a prompt no stub rule matches) or replay missed (unless LOCAL_REPLAY=lenient): a handler's own fallback must
+        not turn a missing answer into a pass."""
+        notes = (*record.notes, *services.notes())
+        stand_ins = services.stand_ins()
+        misses = [describe_miss(m, self.settings.local_recordings) for m in services.misses()]
+        lenient = self.settings.local_replay_lenient
+        problems = [*services.problems(), *([] if lenient else misses)]
+        if misses and lenient:
+            stand_ins = (*stand_ins, f"{len(misses)} call{'s' if len(misses) != 1 else ''} missed")
+            notes = (*notes, *(f"replay miss (LOCAL_REPLAY=lenient): {m}" for m in misses))
+        record = replace(record, notes=notes, stand_ins=stand_ins)
+        if not problems:
+            return record
+        error = problems[0] + (f" (and {len(problems) - 1} more, in the notes)" if len(problems) > 1 else "")
+        if misses and not lenient:
+            error += "; LOCAL_REPLAY=lenient lets the handler's own error handling carry on"
+        more = (*(f"also: {p}" for p in problems[1:]), *((f"then: {record.error}",) if record.error else ()))
+        return replace(record, status="failed", exit_code=EXIT_FAILED, error=error, notes=(*notes, *more))

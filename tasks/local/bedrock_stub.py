@@ -1,7 +1,9 @@
 """A deterministic stand-in for Bedrock's InvokeModel with an Anthropic messages body, for offline tests.
 
-It is not a model: it answers with the first sentence of the last paragraph of the last user message (the sample
-pipeline puts the item's text there, so the stub's "summary" is that text's first sentence). Same request, same answer.
+It is not a model. Given a team's rules (stub_rules.py) it answers what the first matching rule says; without them it
+answers with the first sentence of the last paragraph of the last user message (the sample pipeline puts the item's
+text there, so the stub's "summary" is that text's first sentence), which fits the sample pipeline only. Same request,
+same answer.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
+from tasks.local.stub_rules import StubRules, first_sentence, last_paragraph
+
 INVOKE_PATH = re.compile(r"^/model/(?P<model>[^/]+)/invoke$")
-FIRST_SENTENCE = re.compile(r"(?<![A-Z])\.\s+(?=[A-Z])")
 
 
 class StubError(ValueError):
@@ -30,8 +33,9 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return "\n".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
 
 
-def answer(path: str, body: bytes) -> dict[str, Any]:
-    """The stub's answer to InvokeModel at path with body, in the Anthropic messages response format."""
+def answer(path: str, body: bytes, rules: StubRules | None = None) -> dict[str, Any]:
+    """The stub's answer to InvokeModel at path with body, in the Anthropic messages response format (from rules
+    when given: NoRule when none matches)."""
     match = INVOKE_PATH.match(path)
     if not match:
         raise StubError(f"the Bedrock stub answers InvokeModel only, not {path}")
@@ -40,13 +44,13 @@ def answer(path: str, body: bytes) -> dict[str, Any]:
     except ValueError as err:
         raise StubError("the body is not JSON") from err
     text = _last_user_text(request)
-    paragraph = text.strip().split("\n\n")[-1].strip()
-    sentence = FIRST_SENTENCE.split(paragraph, maxsplit=1)[0].rstrip(".") + "." if paragraph else ""
+    model = unquote(match["model"])
+    sentence = rules.answer(model, text)[1] if rules else first_sentence(last_paragraph(text))
     return {
         "id": "msg_stub_" + hashlib.sha256(body).hexdigest()[:16],
         "type": "message",
         "role": "assistant",
-        "model": unquote(match["model"]),
+        "model": model,
         "content": [{"type": "text", "text": sentence}],
         "stop_reason": "end_turn",
         "stop_sequence": None,

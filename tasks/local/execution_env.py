@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.contexts.files import file_lock, lock_held
+from tasks.local import peer_process
 from tasks.local.forkserver import ForkedProcess, Zygote
 
 LAUNCHER = Path(__file__).with_name("lambda_launcher.py")
@@ -34,6 +35,8 @@ TEMP_PREFIX = "vectora-lambda-"  # an environment's folder in the temp folder, l
 IN_USE = ".in-use"
 MEMORY_POLL_S = 0.02
 FLUSH_WAIT_S = 0.5
+SPAWN_WAIT_S = 30
+STOP_WAIT_S = 10
 PLATFORM_ERRORS = ("Sandbox.Timedout", "Runtime.OutOfMemory", "Runtime.ExitError")
 
 
@@ -190,6 +193,7 @@ class ExecutionEnvironment:
         self._log_path = self._resources.enter_context(environment_folder()) / "output.log"
         self._server = _RuntimeApiServer(("127.0.0.1", 0), self._handler())
         self._process: ForkedProcess | None = None
+        self._spawned = threading.Event()
 
     @property
     def pid(self) -> int | None:
@@ -202,7 +206,19 @@ class ExecutionEnvironment:
         variables = self.spec.variables | {"AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}", "_HANDLER": self.spec.handler}
         self._spawned_at = time.monotonic()
         self._log_path.touch()
-        self._process = self.zygote.spawn(LAUNCHER, variables, self.spec.task_root, self._log_path)
+        try:
+            self._process = self.zygote.spawn(LAUNCHER, variables, self.spec.task_root, self._log_path)
+        finally:
+            self._spawned.set()
+
+    def _is_sandbox(self, client_port: int) -> bool:
+        """Whether a Runtime API connection from client_port comes from this environment's own process."""
+        if not peer_process.supported():  # no /proc: the request ids handed out are the only guard
+            return True
+        self._spawned.wait(SPAWN_WAIT_S)  # the sandbox may connect before spawn() has returned its pid
+        process = self._process
+        server_port = self._server.server_address[1]
+        return process is not None and peer_process.holds_connection(process.pid, client_port, server_port)
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -289,10 +305,12 @@ class ExecutionEnvironment:
             return ""
 
     def _stop_process(self) -> None:
+        """Kill the sandbox by its group and by its pid: a kill that lands before its setsid() still ends it."""
         if self._process is not None and self._process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(self._process.pid, signal.SIGKILL)
+            self._process.wait(STOP_WAIT_S)  # its zygote reports the end; a zygote gone reports every child ended
 
     def kill(self) -> None:
         """End the process and the Runtime API; remove the environment's files."""
@@ -329,16 +347,32 @@ class ExecutionEnvironment:
         invocation.finished.set()
         return True
 
-    def _init_failed(self, payload: bytes) -> None:
+    def _init_failed(self, payload: bytes) -> bool:
+        """Take an init error while init runs; False once the client has asked for an event (init is over)."""
         with self._state:
+            if self._ready:
+                return False
             self._init_error = payload
             self._state.notify_all()
+            return True
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         environment = self
 
         class RuntimeApi(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            trusted: bool | None = None  # per connection: whether it comes from the sandbox
+
+            def parse_request(self) -> bool:
+                if not super().parse_request():
+                    return False
+                if self.trusted is None:
+                    self.trusted = environment._is_sandbox(self.client_address[1])
+                if not self.trusted:
+                    self.close_connection = True
+                    self._send(403, b'{"errorType": "AccessDenied", "errorMessage": "not this sandbox"}')
+                    return False
+                return True
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -375,7 +409,8 @@ class ExecutionEnvironment:
             def do_POST(self) -> None:
                 body = self._body()
                 if self.path == f"{RUNTIME_PREFIX}/init/error":
-                    environment._init_failed(body)
+                    if not environment._init_failed(body):
+                        return self._send(403, b'{"errorType": "InvalidStateTransition"}')
                     return self._send(202, b'{"status": "OK"}')
                 match = re.fullmatch(rf"{RUNTIME_PREFIX}/invocation/([^/]+)/(response|error)", self.path)
                 if not match:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import threading
 from pathlib import Path
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
 SHARED_VARIABLES = ("TZ", "LANG", "PATH", "PYTHONUNBUFFERED")  # what every sandbox's interpreter starts with
+STOP_WAIT_S = 10
 
 
 class ForkedProcess:
@@ -31,9 +34,9 @@ class ForkedProcess:
     def poll(self) -> int | None:
         return self.returncode
 
-    def wait(self) -> int:
-        self._ended.wait()
-        assert self.returncode is not None
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code once the zygote reports it; None if timeout passed first."""
+        self._ended.wait(timeout)
         return self.returncode
 
 
@@ -101,8 +104,15 @@ class Zygote:
             self._reply.notify_all()
 
     def stop(self) -> None:
-        """End the zygote (its sandboxes, ended by now, would follow it); a zygote already gone is fine."""
+        """End the zygote, which ends every descendant of its sandboxes first; a zygote already gone is fine.
+
+        Bounded: a zygote that does not end within STOP_WAIT_S is killed with its process group."""
         if self._process.stdin is not None:
             with contextlib.suppress(OSError):
                 self._process.stdin.close()
-        self._process.wait()
+        try:
+            self._process.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()

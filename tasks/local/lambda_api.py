@@ -73,6 +73,10 @@ class LambdaError(Exception):
         super().__init__(message)
         self.status, self.error_type, self.message = status, error_type, message
 
+    def answer(self) -> Answer:
+        body = json.dumps({"Type": "User", "message": self.message}).encode()
+        return Answer(self.status, body, {"Content-Type": "application/json", "x-amzn-ErrorType": self.error_type})
+
 
 def _not_found(message: str) -> LambdaError:
     return LambdaError("404 Not Found", "ResourceNotFoundException", message)
@@ -127,6 +131,18 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def send(start_response: Callable[..., Any], answer: Answer) -> list[bytes]:
+    """Send answer, with a request id (its own, else a new one) as every AWS answer has."""
+    headers = {"x-amzn-RequestId": str(uuid.uuid4()), **answer.headers, "Content-Length": str(len(answer.body))}
+    start_response(answer.status, list(headers.items()))
+    return [answer.body]
+
+
+def error_response(start_response: Callable[..., Any], status: str, error_type: str, message: str) -> list[bytes]:
+    """Lambda's JSON error answer (the server's refusals use it too)."""
+    return send(start_response, LambdaError(status, error_type, message).answer())
+
+
 Handler = Callable[["LambdaApi", Request], Answer]
 ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = []  # method, path, operation (for messages), handler
 FUNCTION = r"/2015-03-31/functions/(?P<function>[^/]+)"
@@ -150,15 +166,11 @@ class LambdaApi:
         self.retry_delay_s = retry_delay_s
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        request_id = str(uuid.uuid4())
         try:
             answer = self._answer(environ)
         except LambdaError as err:
-            body = json.dumps({"Type": "User", "message": err.message}).encode()
-            answer = Answer(err.status, body, {"Content-Type": "application/json", "x-amzn-ErrorType": err.error_type})
-        headers = {"x-amzn-RequestId": request_id, **answer.headers, "Content-Length": str(len(answer.body))}
-        start_response(answer.status, list(headers.items()))
-        return [answer.body]
+            answer = err.answer()
+        return send(start_response, answer)
 
     def _answer(self, environ: dict[str, Any]) -> Answer:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")

@@ -205,7 +205,7 @@ class LocalLambdaRuntime:
             "PYTHONPATH": ":".join([str(source), *map(str, settings.local_lambda_layers)]),
             "PYTHONUNBUFFERED": "1",
             **self.own_variables(function),
-            **function_environment(self.endpoint),  # the web through the embedded server (services.py)
+            **function_environment(self.endpoint, settings),  # the web through the embedded server (services.py)
         }
 
     def configuration(self, function: LocalFunction) -> dict[str, Any]:

@@ -7,6 +7,7 @@ moto's server. So one AWS_ENDPOINT_URL serves both, and the same boto3 code runs
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
 import tempfile
 import threading
@@ -20,8 +21,10 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from tasks.aws.clients import aws_errors
 from tasks.errors import EnvironmentProblem
+from tasks.local import request_guard
 from tasks.local.execution_env import remove_orphan_folders
 from tasks.local.lambda_api import LAMBDA_PATH, LambdaApi
+from tasks.local.lambda_api import error_response as _error
 from tasks.local.lambda_service import LocalLambdaRuntime
 from tasks.local.services import Services
 from tasks.settings import Settings
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+LOGGER = logging.getLogger(__name__)
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -39,14 +43,19 @@ class QuietRequestHandler(WSGIRequestHandler):
         pass
 
 
-def dispatcher(lambda_api: WsgiApp, moto_app: WsgiApp, services: Services) -> WsgiApp:
-    """One WSGI app: the Lambda API's paths to lambda_api, other AWS services and the web to services, S3 to moto."""
+def dispatcher(lambda_api: WsgiApp, moto_app: WsgiApp, services: Services, port: int, admin_token: str) -> WsgiApp:
+    """One WSGI app for the server's own clients only (request_guard.py): a function's web requests and other AWS
+    services to services, the Lambda API's paths to lambda_api, S3 to moto."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if LAMBDA_PATH.match(environ.get("PATH_INFO", "")):
-            return lambda_api(environ, start_response)
+        refused = request_guard.refusal(environ, port, admin_token)
+        if refused is not None:
+            LOGGER.warning("embedded AWS: %s %s", environ.get("REQUEST_METHOD"), refused)
+            return _error(start_response, "403 Forbidden", "AccessDeniedException", refused)
         if services.claims(environ):
             return services(environ, start_response)
+        if LAMBDA_PATH.match(environ.get("PATH_INFO", "")):
+            return lambda_api(environ, start_response)
         return moto_app(environ, start_response)
 
     return app
@@ -64,6 +73,7 @@ class EmbeddedAws:
         self.envs = tuple(envs)
         self.preload = preload
         self.services: Services  # set by start(): what a run's handlers called beyond S3 (its notes())
+        self.admin_token = secrets.token_urlsafe(24)  # moto's admin routes answer only this server's owner
         self._server: BaseWSGIServer | None = None
         self._runtime: LocalLambdaRuntime | None = None
         self._thread: threading.Thread | None = None
@@ -107,7 +117,8 @@ class EmbeddedAws:
                 self._runtime = None
             raise
         retry_delay = self.settings.local_event_retry_delay
-        self._server.app = dispatcher(LambdaApi(self._runtime, retry_delay), moto_app, self.services)
+        lambda_api = LambdaApi(self._runtime, retry_delay)
+        self._server.app = dispatcher(lambda_api, moto_app, self.services, self._server.port, self.admin_token)
         # A short poll interval makes stop() take milliseconds instead of half a second.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="embedded-aws", daemon=True
@@ -136,9 +147,14 @@ class EmbeddedAws:
 
     def _reset_moto(self) -> None:
         """Start from an empty S3: moto keeps its state per process."""
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST", data=b"")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+        self.admin("/moto-api/reset")
+
+    def admin(self, path: str, body: bytes = b"") -> bytes:
+        """POST to one of moto's admin routes (path under /moto-api/) with this server's token; the answer's body."""
+        headers = {request_guard.ADMIN_TOKEN_HEADER: self.admin_token}
+        request = urllib.request.Request(f"{self.endpoint}{path}", method="POST", data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return bytes(answer.read())
 
     def stop(self) -> None:
         """Stop serving, kill any handler still running, and free the port."""

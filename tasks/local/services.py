@@ -21,6 +21,7 @@ passes through and saves each answer under LOCAL_RECORDINGS; `replay` answers fr
 from __future__ import annotations
 
 import json
+import logging
 import re
 import select
 import socket
@@ -35,8 +36,12 @@ from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from tasks.aws import passthrough
-from tasks.local import bedrock_stub, sample_feeds
+from tasks.local import bedrock_stub, https_terminator, recordings, sample_feeds
+from tasks.local.local_ca import LocalCa
+from tasks.local.matching import load_matching
 from tasks.local.recordings import Exchange, RecordingStore
+from tasks.local.request_guard import is_proxy_request
+from tasks.local.stub_rules import NoRule, load_stub_rules
 from tasks.settings import Settings
 
 EMBEDDED_SERVICES = frozenset({"s3", "lambda", "logs", "sts"})  # sts: moto answers the local account
@@ -51,19 +56,33 @@ ACTIONS = {
     "refused": "refused by the stub (it answers InvokeModel with an Anthropic messages body only)",
     "replayed": "replayed from recordings in {recordings} (not live)",
     "not recorded": "had no recording in {recordings} and failed",
+    "broken recording": "found a recording in {recordings} that cannot be used",
     "recorded": "passed through to the real service and recorded",
     "passed through": "passed through to the real service",
     "tunnelled": "tunnelled to the real host (https)",
     "failed upstream": "could not reach the real service",
+    "refused upstream": "refused: not an AWS service, region and endpoint (no credential sent)",
     "sample": "served from the sample feeds (generated, not live)",
 }
+UNFIT_STUB = (
+    "bedrock is denied: the built-in stub answers the sample pipeline only (its answers would not parse in yours); "
+    "give your pipeline stub rules (LOCAL_BEDROCK_STUB_RULES=stub-rules.yaml, see README) or replay recordings "
+    "(LOCAL_SERVICES=bedrock=replay)"
+)
+STAND_INS = {"stubbed": "stubbed", "replayed": "replayed", "sample": "from the sample feeds"}
 TUNNEL_IDLE_S = 60
+INTERCEPTED = frozenset({"record", "replay"})  # http modes whose https the server answers itself
+_PORT = re.compile(r"\d{1,5}")
+LOGGER = logging.getLogger(__name__)
 
 
-def function_environment(endpoint: str) -> dict[str, str]:
-    """The variables that send a function's web requests through the embedded server (its AWS calls already go)."""
+def function_environment(endpoint: str, settings: Settings) -> dict[str, str]:
+    """The variables that send a function's web requests through the embedded server (its AWS calls already go),
+    and, where the server answers https itself (http in record or replay), make it trust the clone's CA."""
     netloc = urlsplit(endpoint).netloc
     proxy = f"http://{netloc}"
+    intercepted = service_mode(settings, "http") in INTERCEPTED
+    trust = LocalCa(settings.local_ca_dir).function_environment() if intercepted else {}
     return {
         "HTTP_PROXY": proxy,
         "HTTPS_PROXY": proxy,
@@ -71,7 +90,13 @@ def function_environment(endpoint: str) -> dict[str, str]:
         "http_proxy": proxy,
         "https_proxy": proxy,
         "no_proxy": NO_PROXY,
+        **trust,
     }
+
+
+def service_mode(settings: Settings, service: str) -> str:
+    """The LOCAL_SERVICES mode of a service (its own, else the `*` one)."""
+    return settings.local_services.get(service) or settings.local_services["*"]
 
 
 @dataclass(frozen=True)
@@ -109,10 +134,6 @@ def _aws_scope(environ: dict[str, Any]) -> tuple[str, str] | None:
     return (match["service"], match["region"]) if match else None
 
 
-def _is_proxy_request(environ: dict[str, Any]) -> bool:
-    return environ.get("REQUEST_METHOD") == "CONNECT" or environ.get("REQUEST_URI", "").startswith("http://")
-
-
 def _error(call: Call, status: int, code: str, message: str) -> Exchange:
     """An error answer in the caller's protocol: XML for the query protocol, JSON for the others, text for the web."""
     if call.service == "http":
@@ -125,31 +146,54 @@ def _error(call: Call, status: int, code: str, message: str) -> Exchange:
     return Exchange(status, {"Content-Type": "application/json", "x-amzn-ErrorType": code}, body)
 
 
+def describe_miss(miss: recordings.Miss, folder: Path) -> str:
+    """A replay miss in one line: the request (shortened), the closest recording and what differed, what to do."""
+    request = miss.request
+    body = request.body.decode("utf-8", "replace").replace("\n", " ")
+    said = f"{request.service}: no recording of {request.method} {request.target[:120]}"
+    said += f" (body {body[:80]!r}{'...' if len(body) > 80 else ''})" if body else ""
+    if miss.closest is not None:
+        said += f"; closest {miss.closest.relative_to(folder).as_posix()} differs: {miss.difference}"
+    return (
+        f"{said}; fill in response.status and response.body of {miss.pending.relative_to(folder.parent).as_posix()} "
+        f"and commit it, or record it once (LOCAL_SERVICES={request.service}=record)"
+    )
+
+
 class Services:
     """A WSGI app for the calls the embedded AWS does not serve itself; counts what it did for notes()."""
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings
-        self.store = RecordingStore(settings.local_recordings)
+        self.store = RecordingStore(settings.local_recordings, load_matching(settings.local_recordings))
+        self.ca = LocalCa(settings.local_ca_dir)
         self.clock = clock
         self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._hits: Counter[Path] = Counter()
+        self._misses: list[recordings.Miss] = []
+        self._problems: list[str] = []
+        rules = settings.local_bedrock_stub_rules
+        self.stub_rules = load_stub_rules(rules) if rules is not None else None
+        self.stub_unfit = self.stub_rules is None and not settings.sample_pipeline  # the built-in stub fits the sample
         self._lock = threading.Lock()
 
     def claims(self, environ: dict[str, Any]) -> bool:
         """Whether this request is a handler's web request or a call to an AWS service the embedded AWS lacks."""
         scope = _aws_scope(environ)
-        return _is_proxy_request(environ) or (scope is not None and scope[0] not in EMBEDDED_SERVICES)
+        return is_proxy_request(environ) or (scope is not None and scope[0] not in EMBEDDED_SERVICES)
 
     def mode(self, service: str) -> str:
-        modes = self.settings.local_services
-        return modes.get(service) or modes["*"]
+        return service_mode(self.settings, service)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         call = self._call(environ)
         if environ["REQUEST_METHOD"] == "CONNECT":
-            if self.mode("http") == "passthrough":
+            mode = self.mode("http")
+            if mode == "passthrough":
                 self._count(call, "tunnelled")
                 _tunnel(environ, call.target)  # never returns: the connection is the tunnel's
+            if mode in INTERCEPTED:
+                self._terminate_tls(environ, call.target)  # never returns either
             exchange = self._refuse_https(call)
         else:
             exchange = self._answer(call)
@@ -178,7 +222,7 @@ class Services:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         scope = _aws_scope(environ)
-        if _is_proxy_request(environ) or scope is None:
+        if is_proxy_request(environ) or scope is None:
             return Call("http", "", environ["REQUEST_METHOD"], environ["REQUEST_URI"], _headers(environ), body)
         return Call(scope[0], scope[1], environ["REQUEST_METHOD"], environ["RAW_URI"], _headers(environ), body)
 
@@ -190,48 +234,111 @@ class Services:
         if mode == "deny":
             self._count(call, "denied")
             return _error(call, 403, "AccessDeniedException", self._denied_message(call.service))
+        if mode == "stub" and self.stub_unfit:
+            self._count(call, "denied")
+            return self._problem(call, 403, "AccessDeniedException", UNFIT_STUB)
         if mode == "stub":
             return self._stub(call)
-        path = self.store.path(call.service, call.label, call.method, call.target, call.body)
+        request, secrets = recordings.redacted(
+            recordings.Request(call.service, call.label, call.method, call.target, call.body),
+            call.headers.get("Authorization") if call.service == "http" else None,
+        )
         if mode == "replay":
-            found = self.store.load(path)
-            self._count(call, "replayed" if found else "not recorded")
-            return found or _error(call, 404, "LocalRecordingNotFound", self._missing_message(call, path))
+            return self._replay(call, request)
         try:
             exchange = self._forward(call)
+        except passthrough.RefusedEndpoint as err:
+            self._count(call, "refused upstream")
+            LOGGER.warning("passthrough refused: %s", err)
+            return _error(call, 403, "LocalPassthroughRefused", f"not passed through, no credential sent: {err}")
         except (OSError, ValueError) as err:
             self._count(call, "failed upstream")
             return _error(call, 502, "LocalPassthroughFailed", f"{call.service}: {err}")
         if mode == "record" and exchange.status < 400:
-            self.store.save(path, call.method, call.target, call.body, exchange)
+            self.store.save(request, exchange, secrets, self.clock())
             self._count(call, "recorded")
         else:
             self._count(call, "passed through")
         return exchange
 
+    def _replay(self, call: Call, request: recordings.Request) -> Exchange:
+        """The recorded answer to request; else a named miss (kept for the run's verdict) and a ready-to-fill file."""
+        path = self.store.path(request)
+        try:
+            found = self.store.load(path)
+        except recordings.RecordingError as err:
+            self._count(call, "broken recording")
+            return self._problem(call, 500, "LocalRecordingBroken", str(err))
+        if found is not None:
+            self._count(call, "replayed")
+            with self._lock:
+                self._hits[path] += 1
+            return found
+        self._count(call, "not recorded")
+        closest, difference = self.store.closest(request)
+        pending = self.store.save_pending(request, self.clock())
+        miss = recordings.Miss(request, self.store.key(request)[0], closest, difference, pending)
+        with self._lock:
+            self._misses.append(miss)
+        return _error(call, 404, "LocalRecordingNotFound", describe_miss(miss, self.settings.local_recordings))
+
+    def stand_ins(self) -> tuple[str, ...]:
+        """What answered instead of the live services, for the run's verdict: ("bedrock stubbed", "web replayed")."""
+        with self._lock:
+            seen = sorted({(service, action) for service, _, action in self._counts if action in STAND_INS})
+        return tuple(f"{'web' if service == 'http' else service} {STAND_INS[action]}" for service, action in seen)
+
+    def misses(self) -> tuple[recordings.Miss, ...]:
+        """The requests replay had no recording for, in the order they came."""
+        with self._lock:
+            return tuple(self._misses)
+
+    def problems(self) -> tuple[str, ...]:
+        """What a stand-in could not answer and the run must fail on: broken recordings, prompts no stub rule
+        matches, the built-in stub refused for a pipeline that is not the sample's."""
+        with self._lock:
+            return tuple(self._problems)
+
+    def hits(self) -> dict[str, int]:
+        """How many times each recording answered, by path relative to the recordings folder."""
+        folder = self.settings.local_recordings
+        with self._lock:
+            return {path.relative_to(folder).as_posix(): n for path, n in sorted(self._hits.items())}
+
     def _forward(self, call: Call) -> Exchange:
+        """Send call on: the web as it came (its own Authorization kept), AWS signed again with the user's credentials,
+        read only once the URL is known to be AWS's own endpoint for the call's service and region."""
         if call.service == "http":
-            return passthrough.send(call.method, call.target, passthrough.forwarded_headers(call.headers), call.body)
+            headers = passthrough.forwarded_headers(call.headers, signed_again=False)
+            return passthrough.send(call.method, call.target, headers, call.body)
+        url = passthrough.aws_url(call.service, call.region, call.target, self.settings.local_aws_upstream)
         credentials = passthrough.user_credentials(self.settings.local_passthrough_profile)
         if credentials is None:
             raise ValueError(
                 "no AWS credentials to pass this call through with: log in (aws sso login) or set "
                 "LOCAL_PASSTHROUGH_PROFILE"
             )
-        base = passthrough.aws_endpoint(call.service, call.region, call.target, self.settings.local_aws_upstream)
-        request = passthrough.signed(
-            call.method, base + call.target, call.headers, call.body, credentials, call.service, call.region
-        )
+        request = passthrough.signed(call.method, url, call.headers, call.body, credentials, call.service, call.region)
         return passthrough.send_aws(request)
 
     def _stub(self, call: Call) -> Exchange:
         try:
-            document = bedrock_stub.answer(call.target.split("?", 1)[0], call.body)
+            document = bedrock_stub.answer(call.target.split("?", 1)[0], call.body, self.stub_rules)
+        except NoRule as err:
+            self._count(call, "refused")
+            return self._problem(call, 400, "ValidationException", f"bedrock stub: {err}")
         except bedrock_stub.StubError as err:
             self._count(call, "refused")
             return _error(call, 400, "ValidationException", f"{err}; use LOCAL_SERVICES=bedrock=replay or passthrough")
         self._count(call, "stubbed")
         return Exchange(200, {"Content-Type": "application/json"}, json.dumps(document).encode())
+
+    def _problem(self, call: Call, status: int, code: str, message: str) -> Exchange:
+        """An error answer that the run's verdict must not miss (kept once for problems())."""
+        with self._lock:
+            if message not in self._problems:
+                self._problems.append(message)
+        return _error(call, status, code, message)
 
     def _sample_feed(self, call: Call, items_file: Path) -> Exchange:
         source_key = urlsplit(call.target).path.strip("/").removesuffix(".xml")
@@ -242,14 +349,22 @@ class Services:
             self._counts[("http", "sample", "sample")] += 1
         return Exchange(200, {"Content-Type": "application/rss+xml; charset=utf-8"}, document)
 
+    def _terminate_tls(self, environ: dict[str, Any], target: str) -> None:
+        """Answer a function's https in record or replay: TLS as target's host (the clone's CA), then each request
+        inside as a web call; raises ConnectionAbortedError at the end (werkzeug answers nothing more)."""
+        host = target.rpartition(":")[0].strip("[]")
+        if not host or not _PORT.fullmatch(target.rpartition(":")[2]):
+            raise ConnectionAbortedError(f"CONNECT {target[:80]!r}: not host:port")
+
+        def answer(method: str, url: str, headers: dict[str, str], body: bytes) -> Exchange:
+            return self._answer(Call("http", "", method, url, headers, body))
+
+        https_terminator.serve(environ["werkzeug.socket"], self.ca.server_context(host), target, answer)
+        raise ConnectionAbortedError("https connection closed")
+
     def _refuse_https(self, call: Call) -> Exchange:
         self._count(call, "denied")
-        reason = (
-            self._denied_message("http")
-            if self.mode("http") == "deny"
-            else "https cannot be recorded or replayed locally (plain http can); use LOCAL_SERVICES=http=passthrough"
-        )
-        return _error(call, 403, "Forbidden", f"CONNECT {call.target}: {reason}")
+        return _error(call, 403, "Forbidden", f"CONNECT {call.target}: {self._denied_message('http')}")
 
     @staticmethod
     def _denied_message(service: str) -> str:
@@ -264,12 +379,6 @@ class Services:
             f"set LOCAL_SERVICES={service}=<mode> (in .env or the environment), mode one of {choices}"
         )
 
-    def _missing_message(self, call: Call, path: Path) -> str:
-        return (
-            f"no recording of {call.method} {call.target} in {path}: "
-            f"record it once with network access (LOCAL_SERVICES={call.service}=record), then commit the file"
-        )
-
 
 def _tunnel(environ: dict[str, Any], target: str) -> None:
     """Answer CONNECT on the raw client socket and relay bytes both ways until either side closes.
@@ -279,7 +388,7 @@ def _tunnel(environ: dict[str, Any], target: str) -> None:
     client: socket.socket = environ["werkzeug.socket"]
     host, _, port = target.rpartition(":")
     try:
-        remote = socket.create_connection((host, int(port)), timeout=passthrough.TIMEOUT_S)
+        remote = passthrough.connect(host.strip("[]"), int(port))
     except (OSError, ValueError) as err:
         client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
         raise ConnectionAbortedError(f"CONNECT {target}: {err}") from err

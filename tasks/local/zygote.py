@@ -8,9 +8,11 @@ each request on stdin (one JSON line: the sandbox's variables, working folder an
 on stdout for a forked child that becomes what a fresh `python -P lambda_launcher.py` would be: its own session, the
 function's variables only, PYTHONPATH first on sys.path, stdout and stderr to its log, then awslambdaric running the
 handler. When a child ends, `exit N CODE` (CODE as Popen.returncode: negative for a signal). The zygote ends with its
-runtime; its children end with it.
+runtime, and every descendant of its sandboxes with it: it is their subreaper (Linux), so a handler's daemon that left
+its sandbox's session (setsid, double fork) is still its child, killed before the zygote exits.
 """
 
+import ctypes
 import json
 import os
 import runpy
@@ -97,6 +99,46 @@ def _become_sandbox(request: dict) -> None:
         os._exit(code)
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> None:
+    """Orphaned descendants of the sandboxes become this zygote's children (Linux; elsewhere nothing changes)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _children() -> list[int]:
+    me = str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                found.append(int(entry))
+    return found
+
+
+def _end_descendants() -> None:
+    """Kill every child (sandboxes, and the daemons they left behind, reparented here) until none is left."""
+    while True:
+        for pid in _children():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
 def _reap(out) -> None:
     while True:
         try:
@@ -110,6 +152,7 @@ def _reap(out) -> None:
 
 
 def main() -> None:
+    _become_subreaper()
     _preload()
     parent = os.getppid()
     out = os.fdopen(os.dup(1), "w")
@@ -144,7 +187,9 @@ def main() -> None:
                 _become_sandbox(json.loads(line))
             out.write(f"pid {pid}\n")
             out.flush()
-    os._exit(0)  # its children see their parent gone and end (lambda_launcher.py)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _end_descendants()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ class RunRecord:
     checks: tuple[CheckResult, ...] = ()
     expectations: str | None = None  # where the checks' thresholds came from
     notes: tuple[str, ...] = ()  # what a reader must know (a dry run, replayed sources...)
+    stand_ins: tuple[str, ...] = ()  # what answered instead of a live service, for the verdict: "bedrock stubbed"
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -113,6 +114,7 @@ class RunRecord:
         fields["outputs"] = tuple(_known(OutputCheck, o) for o in document.get("outputs") or ())
         fields["checks"] = tuple(_known(CheckResult, c) for c in document.get("checks") or ())
         fields["notes"] = tuple(document.get("notes") or ())
+        fields["stand_ins"] = tuple(document.get("stand_ins") or ())
         return cls(**fields)
 
 

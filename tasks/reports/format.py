@@ -72,9 +72,15 @@ def count(value: Any) -> str:
 
 
 def verdict(record: RunRecord) -> str:
-    """PASSED, FAILED...; a run on an emulated env says so: it is never a pass on the real env."""
+    """PASSED, FAILED...; a run on an emulated env says so: it is never a pass on the real env; nor is one whose
+    answers came from a stub or recordings: "PASSED (bedrock stubbed, web replayed)"."""
     said = VERDICTS.get(record.status, record.status.upper())
-    return f"{said} on {where(record)}" if emulated(record) else said
+    return (f"{said} on {where(record)}" if emulated(record) else said) + stand_ins(record)
+
+
+def stand_ins(record: RunRecord) -> str:
+    """ " (bedrock stubbed, web replayed)" for a run whose answers did not all come from live services, else ""."""
+    return f" ({', '.join(record.stand_ins)})" if record.stand_ins else ""
 
 
 def emulated(record: RunRecord) -> bool:

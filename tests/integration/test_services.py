@@ -283,10 +283,16 @@ def test_other_aws_services_are_denied_by_default(contexts_dir: Path) -> None:
         )
 
 
-def test_functions_send_the_web_through_the_embedded_server() -> None:
-    variables = function_environment("http://127.0.0.1:4567")
+def test_functions_send_the_web_through_the_embedded_server(contexts_dir: Path) -> None:
+    settings = settings_for(contexts_dir, LOCAL_CA_DIR=str(contexts_dir / "ca"))
+    variables = function_environment("http://127.0.0.1:4567", settings)
     assert variables["HTTP_PROXY"] == variables["https_proxy"] == "http://127.0.0.1:4567"
     assert "127.0.0.1" in variables["NO_PROXY"].split(",")  # boto3 still reaches the embedded AWS directly
+    bundle = contexts_dir / "ca" / "bundle.pem"  # http=replay (the default): https answered with the clone's CA
+    assert variables["SSL_CERT_FILE"] == variables["REQUESTS_CA_BUNDLE"] == variables["AWS_CA_BUNDLE"] == str(bundle)
+    assert (contexts_dir / "ca" / "ca.key").stat().st_mode & 0o077 == 0  # the key is its user's only
+    passthrough = settings_for(contexts_dir, LOCAL_SERVICES="http=passthrough")
+    assert "SSL_CERT_FILE" not in function_environment("http://127.0.0.1:4567", passthrough)  # a raw tunnel
 
 
 def test_a_bad_mode_is_refused_with_the_choices(contexts_dir: Path) -> None:
