@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import math
+import os
 import platform
 import re
 import threading
@@ -34,6 +35,17 @@ from tasks.settings import STEPS, HandlerSpec, Settings
 
 RUNTIME = "python3.11"
 REAP_INTERVAL_S = 5.0
+MOTO_DEFAULT_ACCOUNT = "123456789012"
+# A function name or ARN as Lambda's API takes it (Lambda's own pattern), with the parts the local runtime checks.
+REFERENCE = re.compile(
+    r"^(?:arn:(?:aws[a-zA-Z-]*)?:lambda:)?(?:(?P<region>[a-z]{2}(?:-gov|-iso|-isob)?-[a-z]+-\d):)?"
+    r"(?:(?P<account>\d{12}):)?(?:function:)?(?P<name>[a-zA-Z0-9._-]+)(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]+))?$"
+)
+
+
+def local_account_id() -> str:
+    """The one account of the embedded AWS: moto's, which its STS answers (MOTO_ACCOUNT_ID, else moto's default)."""
+    return os.environ.get("MOTO_ACCOUNT_ID") or MOTO_DEFAULT_ACCOUNT
 
 
 class Throttled(Exception):
@@ -64,19 +76,41 @@ class LocalFunction:
     handler: HandlerSpec
 
 
+@dataclass(frozen=True)
+class FunctionReference:
+    """A FunctionName as a caller gave it: a name, a partial or a full ARN, perhaps with a qualifier."""
+
+    name: str
+    qualifier: str | None
+    region: str | None
+    account: str | None
+
+    def arn(self, region: str) -> str:
+        """The ARN it names, region and account defaulting to the local ones."""
+        return f"arn:aws:lambda:{self.region or region}:{self.account or local_account_id()}:function:{self.name}"
+
+
+def parse_reference(text: str) -> FunctionReference | None:
+    """The parts of a FunctionName, or None when it is not one."""
+    match = REFERENCE.match(text)
+    return FunctionReference(match["name"], match["qualifier"], match["region"], match["account"]) if match else None
+
+
 def _name_pattern(template: str) -> re.Pattern[str]:
     steps = "|".join(re.escape(step) for step in STEPS)
     escaped = re.escape(template).replace(r"\{step\}", f"(?P<step>{steps})").replace(r"\{env\}", "(?P<env>[a-z0-9]+)")
     return re.compile(f"^{escaped}$")
 
 
-def _code_sha256(folder: Path) -> str:
-    """A stable digest of a handler's source files, standing in for the deployed package's CodeSha256."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*.py")):
+def _code_digest(folder: Path) -> tuple[str, int]:
+    """A stable digest and the size of a handler's source files, standing in for the package's CodeSha256, CodeSize."""
+    digest, size = hashlib.sha256(), 0
+    for path in sorted(folder.rglob("*.py")) if folder.is_dir() else ():
+        code = path.read_bytes()
         digest.update(path.relative_to(folder).as_posix().encode())
-        digest.update(path.read_bytes())
-    return base64.b64encode(digest.digest()).decode("ascii")
+        digest.update(code)
+        size += len(code)
+    return (base64.b64encode(digest.digest()).decode("ascii") if size else ""), size
 
 
 def load_env_vars(path: Path | None) -> dict[str, dict[str, str]]:
@@ -113,20 +147,22 @@ class LocalLambdaRuntime:
         self._stopped = threading.Event()
         threading.Thread(target=self._reap, daemon=True, name="lambda-reaper").start()
 
-    def find(self, name: str) -> LocalFunction | None:
-        """The function named name (a plain name or an ARN), or None if this runtime has no such function."""
-        name = name.rsplit(":function:", 1)[-1].split(":", 1)[0]
-        match = self._pattern.match(name)
-        if not match or match["env"] not in self.envs:
+    def find(self, reference: str) -> LocalFunction | None:
+        """The function a name or an ARN (of this region and account) names, whatever its qualifier; else None."""
+        parsed = parse_reference(reference)
+        if parsed is None or parsed.region not in (None, self.settings.region):
             return None
-        return LocalFunction(name, match["step"], match["env"], self.settings.local_handlers[match["step"]])
+        match = self._pattern.match(parsed.name)
+        if not match or match["env"] not in self.envs or parsed.account not in (None, local_account_id()):
+            return None
+        return LocalFunction(parsed.name, match["step"], match["env"], self.settings.local_handlers[match["step"]])
 
     def functions(self) -> list[LocalFunction]:
         found = (self.find(self.settings.function_name(step, env)) for env in self.envs for step in STEPS)
         return [f for f in found if f is not None]
 
     def arn(self, function: LocalFunction) -> str:
-        return f"arn:aws:lambda:{self.settings.region}:000000000000:function:{function.name}"
+        return f"arn:aws:lambda:{self.settings.region}:{local_account_id()}:function:{function.name}"
 
     def own_variables(self, function: LocalFunction) -> dict[str, str]:
         """The function's configured variables: the buckets and env, then the env-vars file's (all, then its own)."""
@@ -173,24 +209,37 @@ class LocalLambdaRuntime:
         }
 
     def configuration(self, function: LocalFunction) -> dict[str, Any]:
-        """The function's configuration, in GetFunctionConfiguration's shape."""
+        """The function's configuration, in GetFunctionConfiguration's shape (every field boto3's waiters read)."""
         source = function.handler.source_dir
-        return {
+        code_sha256, code_size = _code_digest(source)
+        document = {
             "FunctionName": function.name,
             "FunctionArn": self.arn(function),
             "Runtime": RUNTIME,
-            "Architectures": ["arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"],
+            "Role": f"arn:aws:iam::{local_account_id()}:role/local-lambda-execution",  # none: no permission is checked
             "Handler": f"{function.handler.module}.{function.handler.function}",
-            "CodeSha256": _code_sha256(source) if source.is_dir() else "",
-            "Version": "$LATEST",
+            "CodeSize": code_size,
+            "Description": "",
+            "Timeout": math.ceil(self.settings.function_timeout(function.step)),
+            "MemorySize": self.settings.function_memory_mb(function.step),
             "LastModified": datetime.fromtimestamp(
                 max((p.stat().st_mtime for p in source.rglob("*.py")), default=0), UTC
             ).strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
-            "Timeout": math.ceil(self.settings.function_timeout(function.step)),
-            "MemorySize": self.settings.function_memory_mb(function.step),
-            "State": "Active",
+            "CodeSha256": code_sha256,
+            "Version": "$LATEST",
             "Environment": {"Variables": self.own_variables(function)},
+            "TracingConfig": {"Mode": "PassThrough"},
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": "Zip",
+            "Architectures": ["arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"],
+            "EphemeralStorage": {"Size": 512},
+            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{function.name}"},
         }
+        # Lambda's RevisionId changes with the configuration: here, a digest of it.
+        digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).digest()
+        return {**document, "RevisionId": str(uuid.UUID(bytes=digest[:16]))}
 
     def _spec(self, function: LocalFunction) -> FunctionSpec:
         handler = function.handler

@@ -1,26 +1,21 @@
-"""The embedded AWS: moto's S3 and the local Lambda runtime behind the Invoke API, on one loopback port.
+"""The embedded AWS: moto's S3 and the local Lambda runtime behind the Lambda API, on one loopback port.
 
-Requests under /2015-03-31/functions/ (the Lambda REST API) go to the local runtime; everything else goes to
+Requests to the Lambda REST API's paths (lambda_api.py) go to the local runtime; everything else goes to
 moto's server. So one AWS_ENDPOINT_URL serves both, and the same boto3 code runs here and on AWS.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import secrets
 import socket
 import tempfile
 import threading
-import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -28,18 +23,16 @@ from tasks.aws.clients import aws_errors
 from tasks.errors import EnvironmentProblem
 from tasks.local import request_guard
 from tasks.local.execution_env import remove_orphan_folders
-from tasks.local.lambda_service import LocalFunction, LocalLambdaRuntime, Throttled
+from tasks.local.lambda_api import LAMBDA_PATH, LambdaApi
+from tasks.local.lambda_api import error_response as _error
+from tasks.local.lambda_service import LocalLambdaRuntime
 from tasks.local.services import Services
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-LAMBDA_PATH = re.compile(r"^/2015-03-31/functions(?:/(?P<name>[^/]+)(?P<rest>/invocations|/configuration)?)?/?$")
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-MAX_SYNC_PAYLOAD = 6 * 1024 * 1024  # Lambda's limit for a synchronous request and response
-MAX_ASYNC_PAYLOAD = 256 * 1024
-EVENT_RETRIES = 2  # Lambda retries a failed asynchronous invocation twice
 LOGGER = logging.getLogger(__name__)
 
 
@@ -48,116 +41,6 @@ class QuietRequestHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
-
-
-def _respond(start_response: Callable[..., Any], status: str, body: bytes, headers: dict[str, str]) -> list[bytes]:
-    start_response(status, [("Content-Length", str(len(body))), *headers.items()])
-    return [body]
-
-
-def _error(start_response: Callable[..., Any], status: str, error_type: str, message: str) -> list[bytes]:
-    body = json.dumps({"Type": "User", "message": message}).encode()
-    headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error_type}
-    return _respond(start_response, status, body, headers)
-
-
-class LambdaApi:
-    """The Lambda REST API as the toolkit and handlers use it: Invoke, GetFunction(Configuration), ListFunctions.
-
-    Answers like Lambda: Event invocations are accepted (202) and run in the background, retried twice on error;
-    DryRun runs nothing (204); a body that is not JSON is 400, over 6 MB 413, a response over 6 MB a
-    Function.ResponseSizeTooLarge error; unknown functions, versions and aliases are 404; throttling is 429.
-    """
-
-    def __init__(self, runtime: LocalLambdaRuntime, retry_delay_s: float = 1.0) -> None:
-        self.runtime = runtime
-        self.retry_delay_s = retry_delay_s
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        match = LAMBDA_PATH.match(environ.get("PATH_INFO", ""))
-        assert match is not None
-        method, rest = environ["REQUEST_METHOD"], match["rest"]
-        json_type = {"Content-Type": "application/json"}
-        if match["name"] is None:
-            if method != "GET":
-                return _error(start_response, "400 Bad Request", "InvalidRequestContentException", "unsupported")
-            functions = [self.runtime.configuration(f) for f in self.runtime.functions()]
-            return _respond(start_response, "200 OK", json.dumps({"Functions": functions}).encode(), json_type)
-        name, _, alias = unquote(match["name"]).rsplit(":function:", 1)[-1].partition(":")
-        qualifier = parse_qs(environ.get("QUERY_STRING", "")).get("Qualifier", [alias])[0] or "$LATEST"
-        function = self.runtime.find(name)
-        if function is None or qualifier != "$LATEST":
-            shown = f"{name}:{qualifier}" if function is not None else name
-            return _error(start_response, "404 Not Found", "ResourceNotFoundException", f"Function not found: {shown}")
-        if method == "GET" and rest == "/configuration":
-            return _respond(
-                start_response, "200 OK", json.dumps(self.runtime.configuration(function)).encode(), json_type
-            )
-        if method == "GET" and rest is None:
-            document = {"Configuration": self.runtime.configuration(function), "Code": {"RepositoryType": "Local"}}
-            return _respond(start_response, "200 OK", json.dumps(document).encode(), json_type)
-        if method == "POST" and rest == "/invocations":
-            return self._invoke(function, environ, start_response)
-        return _error(
-            start_response,
-            "400 Bad Request",
-            "InvalidRequestContentException",
-            f"{method} {environ.get('PATH_INFO')} is not supported locally",
-        )
-
-    def _invoke(
-        self, function: LocalFunction, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> list[bytes]:
-        kind = environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse")
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        limit = MAX_ASYNC_PAYLOAD if kind == "Event" else MAX_SYNC_PAYLOAD
-        if length > limit:
-            message = f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
-            return _error(start_response, "413 Request Entity Too Large", "RequestTooLargeException", message)
-        event = environ["wsgi.input"].read(length) if length else b"{}"
-        try:
-            json.loads(event)
-        except ValueError as err:
-            message = f"Could not parse request body into json: {err}"
-            return _error(start_response, "400 Bad Request", "InvalidRequestContentException", message)
-        if kind == "DryRun":
-            return _respond(start_response, "204 No Content", b"", {})
-        if kind == "Event":
-            threading.Thread(target=self._run_event, args=(function, event), daemon=True).start()
-            return _respond(start_response, "202 Accepted", b"", {"x-amzn-RequestId": str(uuid.uuid4())})
-        try:
-            result = self.runtime.invoke(function, event)
-        except Throttled:
-            message = "Rate Exceeded."
-            return _error(start_response, "429 Too Many Requests", "TooManyRequestsException", message)
-        payload, error = result.payload, result.function_error
-        if len(payload) > MAX_SYNC_PAYLOAD:
-            payload, error = self._too_large(len(payload)), "Unhandled"
-        headers = {"Content-Type": "application/json", "x-amzn-RequestId": result.request_id}
-        headers["X-Amz-Executed-Version"] = "$LATEST"
-        if error:
-            headers["X-Amz-Function-Error"] = error
-        if environ.get("HTTP_X_AMZ_LOG_TYPE") == "Tail":
-            headers["X-Amz-Log-Result"] = result.log_tail_b64
-        return _respond(start_response, "200 OK", payload, headers)
-
-    @staticmethod
-    def _too_large(size: int) -> bytes:
-        message = (
-            f"Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD} bytes)."
-        )
-        return json.dumps({"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}).encode()
-
-    def _run_event(self, function: LocalFunction, event: bytes) -> None:
-        """An asynchronous invocation: run it, and on error (or throttling) retry twice, waiting longer each time."""
-        for attempt in range(EVENT_RETRIES + 1):
-            try:
-                if self.runtime.invoke(function, event).function_error is None:
-                    return
-            except Throttled:
-                pass
-            if attempt < EVENT_RETRIES:
-                time.sleep(self.retry_delay_s * 2**attempt)
 
 
 def dispatcher(lambda_api: WsgiApp, moto_app: WsgiApp, services: Services, port: int, admin_token: str) -> WsgiApp:

@@ -294,8 +294,10 @@ def test_a_dry_run_runs_nothing(local: Any, tmp_path: Path) -> None:
 
 
 def error_code(call: Any) -> str:
+    """The error code of what call raised; like Lambda's, every error answer carries a request id."""
     with pytest.raises(ClientError) as raised:
         call()
+    assert raised.value.response["ResponseMetadata"].get("RequestId")  # moto's Step Functions executor reads it
     return raised.value.response["Error"]["Code"]
 
 
