@@ -82,6 +82,8 @@ DEFAULTS: dict[str, str] = {
     "LOCAL_AWS_UPSTREAM": "",
     "LOCAL_PASSTHROUGH_PROFILE": "",
     "LOCAL_SAMPLE_FEEDS": "lambdas/ingest/sample_items.json",
+    "MAX_CONFIG_BYTES": "1048576",
+    "MAX_PUBLISHED_RUN_BYTES": "10485760",
 }
 
 
@@ -140,6 +142,8 @@ class Settings:
     local_aws_upstream: str
     local_passthrough_profile: str | None
     local_sample_feeds: Path | None
+    max_config_bytes: int  # a client config read from S3 is refused beyond this size
+    max_published_run_bytes: int  # a published run.json is skipped beyond this size
     secrets: tuple[str, ...] = ()
 
     @property
@@ -228,6 +232,14 @@ def _number(variable: str, value: str) -> float:
     if number <= 0:
         raise ConfigError(f"{variable}={value!r}: expected a positive number")
     return number
+
+
+def _byte_count(variable: str, value: str) -> int:
+    """A size limit in bytes: a positive whole number, else a ConfigError naming the variable."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise ConfigError(f"{variable}={value!r}: expected a positive whole number of bytes, e.g. {DEFAULTS[variable]}")
+    return int(text)
 
 
 def _optional_number(variable: str, value: str) -> float | None:
@@ -380,4 +392,6 @@ def load_settings(
         local_aws_upstream=merged["LOCAL_AWS_UPSTREAM"].rstrip("/"),
         local_passthrough_profile=merged["LOCAL_PASSTHROUGH_PROFILE"] or None,
         local_sample_feeds=(root / merged["LOCAL_SAMPLE_FEEDS"]).resolve() if merged["LOCAL_SAMPLE_FEEDS"] else None,
+        max_config_bytes=_byte_count("MAX_CONFIG_BYTES", merged["MAX_CONFIG_BYTES"]),
+        max_published_run_bytes=_byte_count("MAX_PUBLISHED_RUN_BYTES", merged["MAX_PUBLISHED_RUN_BYTES"]),
     )

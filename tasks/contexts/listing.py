@@ -1,13 +1,17 @@
-"""What listing a context shows, for every context, cached by the identity of each context.json.
+"""What listing a context shows, for every context, cached by the content of each context.json.
 
 `make contexts` and `make report` show one line per context. Parsing 10,000 context.json files into records takes
-about a second, so the lines' data is kept in `contexts/.listing.json`, each entry stamped with its context.json's
-inode, size and modification time: a file rewritten since (atomic writes make a new inode), broken, or gone is seen
-at once and read again. The cache is only an accelerator: it may be deleted at any time.
+about a second, so the lines' data is kept in `contexts/.listing.json`. The cache is only an accelerator (it may be
+deleted at any time) and never an authority: an entry is used only while its context.json has the same inode, size
+and modification time and its bytes, with the entry's row, hash to the entry's digest, and while the row has the
+types a listing needs. Anything else (a rewritten, broken or missing context.json, a damaged or edited row) is read
+again from context.json. A row can only be forged by recomputing its digest, by someone who could as well edit the
+context.json itself: the cache never says more than the context does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -17,18 +21,11 @@ from typing import Any
 
 from tasks.contexts.files import write_atomic
 from tasks.contexts.records import RecordError, RunSummary, target_label
-from tasks.contexts.store import (
-    CLIENT_ID,
-    CONTEXT_FILE,
-    BrokenContext,
-    Context,
-    ContextStore,
-)
+from tasks.contexts.store import CONTEXT_FILE, BrokenContext, Context, ContextStore, client_id_order
 from tasks.errors import ConfigError
 
 CACHE_FILE = ".listing.json"
-CACHE_SCHEMA = 1
-LISTED_RUN_KEYS = ("run_id", "env", "status", "started_at", "endpoint", "total_seconds", "cost_usd")
+CACHE_SCHEMA = 2  # 2: each entry holds its row as text, bound to its context.json's bytes by a SHA-256 digest
 
 
 @dataclass(frozen=True)
@@ -63,38 +60,59 @@ class Listed:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The cached form: the last run cut to what a listing shows (the cache stays small at 10,000 contexts)."""
-        last = asdict(self.last_run) if self.last_run else None
-        return {
-            **asdict(self),
-            "folder": None,
-            "last_run": {k: v for k, v in last.items() if k in LISTED_RUN_KEYS} if last else None,
-        }
+        """The cached form: everything but the folder (the cache may move with the contexts folder)."""
+        return {**asdict(self), "folder": None}
 
     @classmethod
-    def from_json(cls, folder: str, data: dict[str, Any]) -> Listed:
-        """A cached entry (written by this module: a damaged one raises TypeError, KeyError or ValueError)."""
-        last = data["last_run"]
+    def from_json(cls, folder: str, data: Any) -> Listed:
+        """A cached row, checked field by field: a damaged one raises RecordError."""
+        if not isinstance(data, dict):
+            raise RecordError("a cached row should be an object")
+        texts = [data.get(k) for k in ("client_id", "status", "purpose")]
+        promoted, statuses = data.get("promoted"), data.get("statuses")
+        if not (
+            all(isinstance(t, str) for t in texts)
+            and isinstance(promoted, list)
+            and all(isinstance(p, str) for p in promoted)
+            and isinstance(statuses, dict)
+            and all(isinstance(s, str) for s in statuses.values())
+        ):
+            raise RecordError("a cached row has a field of the wrong type")
+        last = data.get("last_run")
         return cls(
             client_id=data["client_id"],
             folder=folder,
             status=data["status"],
             purpose=data["purpose"],
-            promoted=tuple(data["promoted"]),
-            statuses=dict(data["statuses"]),
-            last_run=RunSummary(**last) if last else None,
+            promoted=tuple(promoted),
+            statuses=dict(statuses),
+            last_run=RunSummary.from_json(last, "last_run") if last is not None else None,
         )
 
 
-def _stamp(folder: str) -> list[int] | None:
-    """The identity of a context folder's context.json (inode, size, mtime), or None when it is not a plain file."""
+def _read_context_file(folder: str) -> tuple[list[int], bytes] | None:
+    """A context folder's context.json: its identity (inode, size, mtime) and bytes; None when not a plain file."""
     try:
-        info = os.lstat(f"{folder}/{CONTEXT_FILE}")
+        fd = os.open(f"{folder}/{CONTEXT_FILE}", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None  # missing, or a symlink: the store names the problem
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or os.path.islink(f"{folder}/runs"):
+            return None
+        chunks = []
+        while chunk := os.read(fd, max(info.st_size, 1) + 1):
+            chunks.append(chunk)
     except OSError:
         return None
-    if not stat.S_ISREG(info.st_mode) or os.path.islink(f"{folder}/runs"):
-        return None  # a symlink: the store names the problem
-    return [info.st_ino, info.st_size, info.st_mtime_ns]
+    finally:
+        os.close(fd)
+    return [info.st_ino, info.st_size, info.st_mtime_ns], b"".join(chunks)
+
+
+def _digest(content: bytes, row: str) -> str:
+    """What binds a cached row to the context.json it was read from."""
+    return hashlib.sha256(content + b"\0" + row.encode("utf-8")).hexdigest()
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
@@ -106,6 +124,19 @@ def _read_cache(path: Path) -> dict[str, Any]:
     return document.get("entries", {}) if ok and isinstance(document.get("entries"), dict) else {}
 
 
+def _cached(entry: Any, name: str, folder: str, stamp: list[int], content: bytes) -> Listed | None:
+    """The row of a cache entry, if the entry still matches its context.json and the row is sound; else None."""
+    if not isinstance(entry, dict) or entry.get("stamp") != stamp or not isinstance(entry.get("row"), str):
+        return None
+    if entry.get("digest") != _digest(content, entry["row"]):
+        return None
+    try:
+        listed = Listed.from_json(folder, json.loads(entry["row"]))
+    except (ValueError, TypeError):  # RecordError is a ValueError
+        return None
+    return listed if listed.client_id == name else None
+
+
 def listing(store: ContextStore) -> list[Listed | BrokenContext]:
     """Every context as a listing shows it (broken ones with their problem), by template then version."""
     cache_path = store.root / CACHE_FILE
@@ -113,29 +144,27 @@ def listing(store: ContextStore) -> list[Listed | BrokenContext]:
     entries: dict[str, Any] = {}
     found: list[tuple[tuple[str, int], Listed | BrokenContext]] = []
     for entry in os.scandir(store.root) if store.root.is_dir() else ():
-        match = CLIENT_ID.match(entry.name)
-        if not match:
+        order = client_id_order(entry.name)
+        if order is None:
             continue
-        order = (match["template"], int(match["version"]))
-        stamp = None if entry.is_symlink() else _stamp(entry.path)
-        if stamp is None and not entry.is_symlink() and not os.path.lexists(f"{entry.path}/{CONTEXT_FILE}"):
+        read = None if entry.is_symlink() else _read_context_file(entry.path)
+        if read is None and not entry.is_symlink() and not os.path.lexists(f"{entry.path}/{CONTEXT_FILE}"):
             continue  # a folder being created, or not a context
-        hit = cached.get(entry.name)
-        if stamp is not None and hit and hit.get("stamp") == stamp:
-            try:
-                found.append((order, Listed.from_json(entry.path, hit["row"])))
-                entries[entry.name] = hit
+        if read is not None:
+            hit = _cached(cached.get(entry.name), entry.name, entry.path, *read)
+            if hit is not None:
+                found.append((order, hit))
+                entries[entry.name] = cached[entry.name]
                 continue
-            except (KeyError, TypeError, ValueError, RecordError):
-                pass  # a damaged cache entry: read the context itself
         try:
             listed = Listed.of(store.load(entry.name))
         except ConfigError as err:
             found.append((order, BrokenContext(entry.name, Path(entry.path), str(err))))
             continue
         found.append((order, listed))
-        if stamp is not None:
-            entries[entry.name] = {"stamp": stamp, "row": listed.to_json()}
+        if read is not None:
+            row = json.dumps(listed.to_json(), ensure_ascii=False)
+            entries[entry.name] = {"stamp": read[0], "digest": _digest(read[1], row), "row": row}
     if entries != cached:
         try:
             write_atomic(cache_path, json.dumps({"schema": CACHE_SCHEMA, "entries": entries}).encode("utf-8"))

@@ -88,7 +88,28 @@ class RunSummary:
     def from_json(cls, data: Any, where: str = "run") -> RunSummary:
         values = _check(cls, where, data)
         _text(where, values, "run_id", "env", "status", "started_at")
-        return cls(**{**values, "failed_checks": tuple(values.get("failed_checks") or ())})
+        for name, kinds in SUMMARY_TYPES.items():
+            value = values.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+                raise RecordError(f"{where}.{name} should be {' or '.join(k.__name__ for k in kinds)} or null")
+        failed = values.get("failed_checks") or ()
+        if not isinstance(failed, list | tuple) or not all(isinstance(name, str) for name in failed):
+            raise RecordError(f"{where}.failed_checks should be a list of strings")
+        return cls(**{**values, "failed_checks": tuple(failed)})
+
+
+# The types of a run summary's optional fields (strings aside), checked when read: a listing formats them.
+SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
+    "finished_at": (str,),
+    "endpoint": (str,),
+    "config_sha256": (str,),
+    "total_seconds": (int, float),
+    "cost_usd": (int, float),
+    "checks_held": (int,),
+    "checks_total": (int,),
+    "warnings": (int,),
+    "exit_code": (int,),
+}
 
 
 @dataclass(frozen=True)
