@@ -41,6 +41,10 @@ class ConfigError(ToolkitError):
     exit_code = EXIT_USAGE
 
 
+class TooLarge(UsageError):
+    """Something read from outside (an S3 object) over the size the toolkit reads: refused before it is read."""
+
+
 class EnvironmentProblem(ToolkitError):
     """The machine or account is not ready: credentials, a port, a bucket, a function."""
 

@@ -21,6 +21,7 @@ from tasks.masking import secret_values
 ENVS = ("local", "dev", "stage", "prod")
 STEPS = ("ingest", "normalize-score", "newsletter")
 DEFAULT_PROFILE = "rag-lai-prod"
+DEFAULT_SOURCE = "the team default"  # what chose DEFAULT_PROFILE, when nothing else chose a profile
 # What each function has when deployed (DESIGN section 3): timeout in seconds, memory size in MB.
 DEPLOYED = {"ingest": (900.0, 512), "normalize-score": (900.0, 1024), "newsletter": (900.0, 1024)}
 MAX_PORT = 65535
@@ -317,7 +318,7 @@ def _profile(env: str, flag: str | None, merged: Mapping[str, str], environ: Map
         return Profile(merged["AWS_PROFILE"], "AWS_PROFILE")
     if merged["AWS_ACCESS_KEY_ID"] or environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
         return None
-    return Profile(DEFAULT_PROFILE, "the team default")
+    return Profile(DEFAULT_PROFILE, DEFAULT_SOURCE)
 
 
 def _profiles(flag: str | None, merged: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, Profile]:

@@ -8,7 +8,7 @@ promotion or pass on an emulated endpoint is never counted as one on the real en
 from __future__ import annotations
 
 import functools
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -173,6 +173,16 @@ class TargetRecord:
     uploads: tuple[Upload, ...] = ()
     rollbacks: tuple[Rollback, ...] = ()
     last_run: RunSummary | None = None
+    pending: Upload | None = None  # an upload begun (recorded before its put) and not yet recorded as done
+
+    def with_upload(self, upload: Upload) -> TargetRecord:
+        """The record once upload is done: in the uploads when it changed the key, the promotion if it was one."""
+        target = replace(self, pending=None)
+        if upload.action != "unchanged":
+            target = replace(target, uploads=(*target.uploads, upload))
+        if upload.forced is not None:
+            target = replace(target, promotion=upload)
+        return target
 
     @property
     def key(self) -> str:
@@ -191,7 +201,7 @@ class TargetRecord:
     def from_json(cls, data: Any, where: str) -> TargetRecord:
         values = _check(cls, where, data)
         _text(where, values, "env")
-        promotion = values.get("promotion")
+        promotion, pending = values.get("promotion"), values.get("pending")
         last = values.get("last_run")
         return cls(
             env=values["env"],
@@ -200,6 +210,7 @@ class TargetRecord:
             uploads=tuple(Upload.from_json(u, f"{where}.uploads[]") for u in _list(values, "uploads", where)),
             rollbacks=tuple(Rollback.from_json(r, f"{where}.rollbacks[]") for r in _list(values, "rollbacks", where)),
             last_run=RunSummary.from_json(last, f"{where}.last_run") if last else None,
+            pending=Upload.from_json(pending, f"{where}.pending") if pending else None,
         )
 
 

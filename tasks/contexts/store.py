@@ -128,6 +128,17 @@ class Context:
         """The records of real envs only: an emulated promotion or pass never counts as the real env's."""
         return [t for t in self.targets.values() if not t.emulated]
 
+    def configs_written(self, env: str, endpoint: str | None) -> set[str]:
+        """SHA-256 of the configs this context put at its key on a target (uploads, rollbacks) or pulled from there."""
+        pulled = self.pulled
+        same_place = pulled is not None and (pulled.env, pulled.endpoint) == (env, endpoint)
+        return self.target(env, endpoint).written() | ({pulled.sha256} if pulled and same_place else set())
+
+    def configs_known(self, env: str, endpoint: str | None) -> set[str]:
+        """The configs that are this context's on a target: written or pulled there, or tested by its local runs."""
+        tested = {r.config_sha256 for r in self.runs if r.env == "local" and r.config_sha256}
+        return self.configs_written(env, endpoint) | tested | {self.config_sha256}
+
     def with_target(self, target: TargetRecord) -> Context:
         return replace(self, targets={**self.targets, target.key: target})
 
