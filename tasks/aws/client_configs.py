@@ -194,8 +194,8 @@ def rollback(s3: S3Client, upload: Upload, client_id: str, limit: int) -> tuple[
         return None, None
     if replaced.get("version_id"):
         with aws_errors("s3:GetObjectVersion", upload.uri):
-            answer = s3.get_object(Bucket=bucket, Key=key, VersionId=replaced["version_id"])
-            body = read_limited(answer, upload.uri, limit, LIMIT_SETTING)
+            version = s3.get_object(Bucket=bucket, Key=key, VersionId=replaced["version_id"])
+            body = read_limited(version, upload.uri, limit, LIMIT_SETTING)
     else:
         body = Path(replaced["backup"]).read_bytes()
     answer = _conditional_put(s3, bucket, key, body, client_id, {"IfMatch": current.etag or "*"})

@@ -24,7 +24,7 @@ class AliasError(yaml.YAMLError):
         self.line = line
 
 
-class NoAliasLoader(BASE_LOADER):  # type: ignore[misc, valid-type]
+class NoAliasLoader(BASE_LOADER):
     """The safe loader, refusing aliases: a node reached twice in the composed document is an alias (or a merge)."""
 
     def get_single_data(self) -> Any:

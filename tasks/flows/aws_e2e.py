@@ -24,7 +24,6 @@ from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResul
 from tasks.pipeline.runner import Runner
 from tasks.settings import STEPS, Settings
 
-
 FOREIGN_NOTE = "config not this context's"
 
 
@@ -150,7 +149,7 @@ class AwsE2E:
             raise UsageError(
                 f"{foreign}: nothing invoked. To run that config, pull it into a new context (move "
                 f"contexts/{context.client_id} away, then `make pull CLIENT_ID={context.client_id} ENV={plan.env}`), "
-                f"or run this context on it anyway with FORCE=1 (recorded as \"{FOREIGN_NOTE}\")"
+                f'or run this context on it anyway with FORCE=1 (recorded as "{FOREIGN_NOTE}")'
             )
         record = new_record(
             context,

@@ -149,7 +149,7 @@ class ConfigFlows:
         return self.upload(context, dry_run, promotion={"forced": force, "purpose": purpose})
 
     def rollback(self, context: Context) -> Rollback:
-        """Restore what the context's last upload to the target replaced (an unfinished one finished first); record it."""
+        """Restore what the last upload to the target replaced (an unfinished one finished first); record it."""
         context = self.resume(context)
         uploads = context.target(self.settings.env, self.endpoint).uploads
         left = [i for i, upload in enumerate(uploads) if not upload.rolled_back_at]

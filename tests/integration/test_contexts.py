@@ -208,7 +208,9 @@ def failed_run(store: ContextStore, client_id: str) -> None:
     store.update(client_id, lambda c: replace(c, status="failed", runs=(run,), local=run))
 
 
-def test_a_cached_row_edited_to_say_passed_and_promoted_shows_the_truth(store: ContextStore, contexts_dir: Path) -> None:
+def test_a_cached_row_edited_to_say_passed_and_promoted_shows_the_truth(
+    store: ContextStore, contexts_dir: Path
+) -> None:
     context = store.create("lai_weekly", "never promoted", NOW)
     failed_run(store, context.client_id)
     listing(store)
