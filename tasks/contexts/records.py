@@ -87,28 +87,25 @@ class RunSummary:
     @classmethod
     def from_json(cls, data: Any, where: str = "run") -> RunSummary:
         values = _check(cls, where, data)
-        _text(where, values, "run_id", "env", "status", "started_at")
-        for name, kinds in SUMMARY_TYPES.items():
-            value = values.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
-                raise RecordError(f"{where}.{name} should be {' or '.join(k.__name__ for k in kinds)} or null")
+        for name, value in values.items():  # exact types: a listing formats these (and True is no count)
+            if type(value) not in SUMMARY_TYPES[name]:
+                said = " or ".join(TYPE_NAMES.get(kind, kind.__name__) for kind in SUMMARY_TYPES[name])
+                raise RecordError(f"{where}.{name} should be {said}")
         failed = values.get("failed_checks") or ()
-        if not isinstance(failed, list | tuple) or not all(isinstance(name, str) for name in failed):
+        if not all(type(name) is str for name in failed):
             raise RecordError(f"{where}.failed_checks should be a list of strings")
         return cls(**{**values, "failed_checks": tuple(failed)})
 
 
-# The types of a run summary's optional fields (strings aside), checked when read: a listing formats them.
+NONE = type(None)
+TYPE_NAMES = {str: "a string", NONE: "null", float: "a number", int: "an integer", list: "a list"}
+# The types each field of a run summary may have in context.json (and the listing cache).
 SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
-    "finished_at": (str,),
-    "endpoint": (str,),
-    "config_sha256": (str,),
-    "total_seconds": (int, float),
-    "cost_usd": (int, float),
-    "checks_held": (int,),
-    "checks_total": (int,),
-    "warnings": (int,),
-    "exit_code": (int,),
+    **dict.fromkeys(("run_id", "env", "status", "started_at"), (str,)),
+    **dict.fromkeys(("finished_at", "endpoint", "config_sha256"), (str, NONE)),
+    **dict.fromkeys(("total_seconds", "cost_usd"), (float, int, NONE)),
+    **dict.fromkeys(("checks_held", "checks_total", "warnings", "exit_code"), (int, NONE)),
+    "failed_checks": (list, tuple, NONE),
 }
 
 

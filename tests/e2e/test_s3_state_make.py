@@ -15,7 +15,7 @@ import pytest
 
 from tasks.aws import clients as aws
 from tasks.contexts.store import ContextStore
-from tests.conftest import MAKE, local_aws_server, make, make_environ
+from tests.conftest import MAKE, edit_cached_row, local_aws_server, make, make_environ
 from tests.s3_outage import S3Tap
 
 CONFIGS = "vectora-inbox-config-dev"
@@ -249,21 +249,18 @@ def test_published_runs_of_the_wrong_shape_are_skipped_with_one_warning(clone: P
     assert warning.startswith("warning: skipped 4 published run(s) that could not be used, e.g. s3://"), warning
 
 
-def listing_cache(clone: Path) -> dict:
-    return json.loads((clone / "contexts" / ".listing.json").read_text())
-
-
 def test_a_tampered_listing_cache_never_shows_a_failed_context_as_passed_or_promoted(clone: Path) -> None:
     failed = make(clone, "local-e2e", 'PAYLOAD={"simulate": "nothing_ingested"}')
     assert failed.returncode == 2 and "exit 1:" in failed.stderr
     client_id = failed.stdout.split()[1].rstrip(":")
     assert make(clone, "contexts").returncode == 0
-    document = listing_cache(clone)
-    row = json.loads(document["entries"][client_id]["row"])
-    row |= {"status": "passed", "promoted": ["prod"], "statuses": {"local": "passed", "prod": "passed"}}
-    row["last_run"] |= {"status": "passed"}
-    document["entries"][client_id]["row"] = json.dumps(row)
-    (clone / "contexts" / ".listing.json").write_text(json.dumps(document))
+
+    def lie(row: dict) -> dict:
+        row |= {"status": "passed", "promoted": ["prod"], "statuses": {"local": "passed", "prod": "passed"}}
+        row["last_run"] |= {"status": "passed"}
+        return row
+
+    edit_cached_row(clone / "contexts", client_id, lie)
     [line] = [line for line in make(clone, "contexts").stdout.splitlines() if line.startswith(client_id + " ")]
     assert line.split()[1:3] == ["failed", "-"] and " failed " in line and "prod" not in line
     [line] = [line for line in make(clone, "report").stdout.splitlines() if client_id in line]
@@ -272,10 +269,10 @@ def test_a_tampered_listing_cache_never_shows_a_failed_context_as_passed_or_prom
 
 def test_make_report_json_from_the_cache_equals_a_fresh_read(clone: Path) -> None:
     passed_context(clone)
-    (clone / "contexts" / ".listing.json").unlink(missing_ok=True)
+    (clone / "contexts" / ".listing.cache").unlink(missing_ok=True)
     fresh = make(clone, "report", "JSON=1")
     cached = make(clone, "report", "JSON=1")
-    assert fresh.returncode == cached.returncode == 0 and (clone / "contexts" / ".listing.json").is_file()
+    assert fresh.returncode == cached.returncode == 0 and (clone / "contexts" / ".listing.cache").is_file()
     assert json.loads(cached.stdout) == json.loads(fresh.stdout)
     last = next(row["last_run"] for row in json.loads(cached.stdout) if row["status"] == "passed")
     assert last["finished_at"] and last["config_sha256"] and last["exit_code"] == 0 and last["checks_total"] > 0

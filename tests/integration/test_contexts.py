@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -20,7 +19,7 @@ from tasks.contexts.listing import Listed, listing
 from tasks.contexts.records import RunSummary
 from tasks.contexts.store import BrokenContext, ContextStore, validate_client_id
 from tasks.errors import ConfigError, UsageError
-from tests.conftest import REPO, run_tasks, safe_environ
+from tests.conftest import REPO, edit_cached_row, run_tasks, safe_environ
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 
@@ -188,7 +187,7 @@ def test_the_listing_is_cached_by_each_context_json_and_never_stale(store: Conte
     first = store.create("lai_weekly", "first", NOW)
     second = store.create("lai_weekly", "second", NOW)
     assert [c.purpose for c in listing(store) if isinstance(c, Listed)] == ["first", "second"]
-    cache = contexts_dir / ".listing.json"
+    cache = contexts_dir / ".listing.cache"
     written = cache.stat()
     assert [c.purpose for c in listing(store) if isinstance(c, Listed)] == ["first", "second"]
     assert cache.stat().st_ino == written.st_ino  # every entry was a hit: the cache was not written again
@@ -199,7 +198,7 @@ def test_the_listing_is_cached_by_each_context_json_and_never_stale(store: Conte
     assert isinstance(rows[second.client_id], Listed) and rows[second.client_id].status == "failed"
     cache.write_text("[not a cache")  # a damaged cache is ignored and rebuilt
     assert [c.client_id for c in listing(store)] == [first.client_id, second.client_id]
-    assert json.loads(cache.read_text())["schema"] == 2
+    assert cache.read_bytes().startswith(b"vectora-listing 2\n")
 
 
 def failed_run(store: ContextStore, client_id: str) -> None:
@@ -214,14 +213,13 @@ def test_a_cached_row_edited_to_say_passed_and_promoted_shows_the_truth(
     context = store.create("lai_weekly", "never promoted", NOW)
     failed_run(store, context.client_id)
     listing(store)
-    cache = contexts_dir / ".listing.json"
-    document = json.loads(cache.read_text())
-    entry = document["entries"][context.client_id]
-    row = json.loads(entry["row"])
-    row |= {"status": "passed", "promoted": ["prod"], "statuses": {"local": "passed", "prod": "passed"}}
-    row["last_run"] |= {"status": "passed", "exit_code": 0}
-    entry["row"] = json.dumps(row)
-    cache.write_text(json.dumps(document))
+
+    def lie(row: dict[str, Any]) -> dict[str, Any]:
+        row |= {"status": "passed", "promoted": ["prod"], "statuses": {"local": "passed", "prod": "passed"}}
+        row["last_run"] |= {"status": "passed", "exit_code": 0}
+        return row
+
+    edit_cached_row(contexts_dir, context.client_id, lie)
     [listed] = listing(store)
     assert isinstance(listed, Listed) and listed.status == "failed" and listed.promoted == ()
     assert listed.statuses == {"local": "failed"} and listed.last_run and listed.last_run.status == "failed"
@@ -242,13 +240,7 @@ def test_a_damaged_cached_row_is_read_again(store: ContextStore, contexts_dir: P
     context = store.create("lai_weekly", "damaged", NOW)
     failed_run(store, context.client_id)
     [fresh] = listing(store)
-    cache = contexts_dir / ".listing.json"
-    document = json.loads(cache.read_text())
-    entry = document["entries"][context.client_id]
-    entry["row"] = json.dumps(json.loads(entry["row"]) | damage)
-    content = (context.path / "context.json").read_bytes()
-    entry["digest"] = hashlib.sha256(content + b"\0" + entry["row"].encode()).hexdigest()
-    cache.write_text(json.dumps(document))
+    edit_cached_row(contexts_dir, context.client_id, lambda row: row | damage, context.path / "context.json")
     assert listing(store) == [fresh]
 
 
