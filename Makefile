@@ -69,9 +69,9 @@ local-e2e: $(READY)
 promote: $(READY)
 	@$(NOX) -s promote -- $(FLAG_CLIENT) $(FLAG_ENV) $${FORCE:+--force} $(FLAG_DRY_RUN) $(FLAG_PURPOSE)
 
-.PHONY: aws-e2e  ## invoke ENV's three Lambdas: [CLIENT_ID=... | CLIENT_IDS="a b" [PARALLEL=4]] [PAYLOAD='{...}'] [FROM=step] [DRY_RUN=1] [PUBLISH=1]
+.PHONY: aws-e2e  ## invoke ENV's three Lambdas: [CLIENT_ID=... | CLIENT_IDS="a b" [PARALLEL=4]] [PAYLOAD='{...}'] [FROM=step] [DRY_RUN=1] [PUBLISH=1] [FORCE=1]
 aws-e2e: $(READY)
-	@set -f; $(NOX) -s aws-e2e -- $(FLAG_CLIENT) $(FLAG_ENV) $${CLIENT_IDS:+--client-ids $$CLIENT_IDS} $${PARALLEL:+--parallel="$$PARALLEL"} $(FLAG_PAYLOAD) $${FROM:+--from="$$FROM"} $(FLAG_DRY_RUN) $${PUBLISH:+--publish}
+	@set -f; $(NOX) -s aws-e2e -- $(FLAG_CLIENT) $(FLAG_ENV) $${CLIENT_IDS:+--client-ids $$CLIENT_IDS} $${PARALLEL:+--parallel="$$PARALLEL"} $(FLAG_PAYLOAD) $${FROM:+--from="$$FROM"} $(FLAG_DRY_RUN) $${PUBLISH:+--publish} $${FORCE:+--force}
 
 .PHONY: local-aws  ## serve the embedded AWS (S3 + Lambda, every env's names) on 127.0.0.1 until Ctrl-C: [PORT=...]
 local-aws: $(READY)

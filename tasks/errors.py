@@ -41,6 +41,10 @@ class ConfigError(ToolkitError):
     exit_code = EXIT_USAGE
 
 
+class TooLarge(UsageError):
+    """Something read from outside (an S3 object) over the size the toolkit reads: refused before it is read."""
+
+
 class EnvironmentProblem(ToolkitError):
     """The machine or account is not ready: credentials, a port, a bucket, a function."""
 
@@ -67,6 +71,19 @@ class OutcomeUnknown(ToolkitError):
     """The request was sent but no answer came back: the function may have run."""
 
     exit_code = EXIT_UNKNOWN
+
+
+def brief(value: object, width: int = 40) -> str:
+    """A value as an error message shows it: a string's repr cut to about width characters, else only its type.
+
+    Messages quote foreign data (a config from S3, a key name); quoting it whole could print megabytes.
+    """
+    if isinstance(value, str):
+        return repr(value if len(value) <= width else value[:width] + "...")
+    if value is None or isinstance(value, bool | int | float):
+        text = repr(value)
+        return text if len(text) <= width else text[:width] + "..."
+    return f"a {type(value).__name__}"
 
 
 OS_HINTS = {

@@ -21,6 +21,7 @@ from tasks.masking import secret_values
 ENVS = ("local", "dev", "stage", "prod")
 STEPS = ("ingest", "normalize-score", "newsletter")
 DEFAULT_PROFILE = "rag-lai-prod"
+DEFAULT_SOURCE = "the team default"  # what chose DEFAULT_PROFILE, when nothing else chose a profile
 # What each function has when deployed (DESIGN section 3): timeout in seconds, memory size in MB.
 DEPLOYED = {"ingest": (900.0, 512), "normalize-score": (900.0, 1024), "newsletter": (900.0, 1024)}
 MAX_PORT = 65535
@@ -86,6 +87,8 @@ DEFAULTS: dict[str, str] = {
     "LOCAL_AWS_UPSTREAM": "",
     "LOCAL_PASSTHROUGH_PROFILE": "",
     "LOCAL_SAMPLE_FEEDS": "lambdas/ingest/sample_items.json",
+    "MAX_CONFIG_BYTES": "1048576",
+    "MAX_PUBLISHED_RUN_BYTES": "10485760",
 }
 
 
@@ -149,6 +152,8 @@ class Settings:
     local_aws_upstream: str
     local_passthrough_profile: str | None
     local_sample_feeds: Path | None
+    max_config_bytes: int  # a client config read from S3 is refused beyond this size
+    max_published_run_bytes: int  # a published run.json is skipped beyond this size
     secrets: tuple[str, ...] = ()
 
     @property
@@ -245,6 +250,14 @@ def _number(variable: str, value: str) -> float:
     return number
 
 
+def _byte_count(variable: str, value: str) -> int:
+    """A size limit in bytes: a positive whole number, else a ConfigError naming the variable."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise ConfigError(f"{variable}={value!r}: expected a positive whole number of bytes, e.g. {DEFAULTS[variable]}")
+    return int(text)
+
+
 def _optional_number(variable: str, value: str) -> float | None:
     return _number(variable, value) if value.strip() else None
 
@@ -338,7 +351,7 @@ def _profile(env: str, flag: str | None, merged: Mapping[str, str], environ: Map
         return Profile(merged["AWS_PROFILE"], "AWS_PROFILE")
     if merged["AWS_ACCESS_KEY_ID"] or environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
         return None
-    return Profile(DEFAULT_PROFILE, "the team default")
+    return Profile(DEFAULT_PROFILE, DEFAULT_SOURCE)
 
 
 def _profiles(flag: str | None, merged: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, Profile]:
@@ -418,4 +431,6 @@ def load_settings(
         local_aws_upstream=merged["LOCAL_AWS_UPSTREAM"].rstrip("/"),
         local_passthrough_profile=merged["LOCAL_PASSTHROUGH_PROFILE"] or None,
         local_sample_feeds=(root / merged["LOCAL_SAMPLE_FEEDS"]).resolve() if merged["LOCAL_SAMPLE_FEEDS"] else None,
+        max_config_bytes=_byte_count("MAX_CONFIG_BYTES", merged["MAX_CONFIG_BYTES"]),
+        max_published_run_bytes=_byte_count("MAX_PUBLISHED_RUN_BYTES", merged["MAX_PUBLISHED_RUN_BYTES"]),
     )

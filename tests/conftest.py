@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -10,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +210,22 @@ def start_and_wait_for_handler(env: dict[str, str], folder: Path, **streams: Any
     while not (folder / "pid").exists() and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.05)
     return child, int((folder / "pid").read_text())
+
+
+def edit_cached_row(
+    contexts: Path, client_id: str, change: Callable[[dict[str, Any]], dict[str, Any]], digest_of: Path | None = None
+) -> None:
+    """Edit a context's row in the listing cache as a person would (the digest left as it was), or, with digest_of
+    (its context.json), with the digest recomputed as the toolkit computes it (a row damaged by a writer's bug)."""
+    cache = contexts / ".listing.cache"
+    header, *lines = cache.read_bytes().split(b"\n")
+    edited = []
+    for line in lines:
+        meta, tab, row = line.partition(b"\t")
+        if meta.split(b" ")[0] == client_id.encode():
+            row = json.dumps(change(json.loads(row))).encode()
+            if digest_of is not None:
+                digest = hashlib.sha256(digest_of.read_bytes() + b"\0" + row).hexdigest()
+                meta = b" ".join([*meta.split(b" ")[:4], digest.encode()])
+        edited.append(meta + tab + row)
+    cache.write_bytes(b"\n".join([header, *edited]))

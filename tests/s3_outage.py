@@ -1,9 +1,11 @@
-"""A proxy in front of moto's S3 on 127.0.0.1 that fails writes (PUT) with 503, to test an S3 outage mid-upload."""
+"""Proxies in front of moto's S3 on 127.0.0.1: one fails writes (PUT) with 503, to test an S3 outage mid-upload; one
+lets a test act on the machine just before a write goes through."""
 
 from __future__ import annotations
 
 import http.client
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlparse
@@ -57,7 +59,7 @@ class S3Outage:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_PUT(self) -> None:
+            def refuse(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 proxy.refused_puts += 1
                 self.send_response(503)
@@ -66,6 +68,25 @@ class S3Outage:
                 self.end_headers()
                 self.wfile.write(OUTAGE)
 
+            def do_PUT(self) -> None:
+                proxy.put(self)
+
             do_GET = do_HEAD = do_POST = do_DELETE = _forward
 
         return Handler
+
+    def put(self, handler: Any) -> None:
+        """A PUT: refused (an outage)."""
+        handler.refuse()
+
+
+class S3Tap(S3Outage):
+    """Forward everything, PUTs too, calling before_put(path) before forwarding each PUT (e.g. to fill the disk)."""
+
+    def __init__(self, upstream: str, before_put: Callable[[str], None]) -> None:
+        self.before_put = before_put
+        super().__init__(upstream)
+
+    def put(self, handler: Any) -> None:
+        self.before_put(handler.path)
+        handler._forward()

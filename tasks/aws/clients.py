@@ -34,7 +34,7 @@ from botocore.exceptions import (
 )
 
 from tasks.concurrency import all_at_once
-from tasks.errors import EnvironmentProblem, OutcomeUnknown, StepFailed, ToolkitError
+from tasks.errors import EnvironmentProblem, OutcomeUnknown, StepFailed, TooLarge, ToolkitError
 from tasks.pipeline.records import Invocation
 from tasks.pipeline.report_line import decode_log_tail
 
@@ -213,6 +213,20 @@ def aws_errors(action: str, resource: str) -> Iterator[None]:
         yield
     except (BotoCoreError, ClientError) as err:
         raise describe_error(err, action, resource) from err
+
+
+def read_limited(answer: Any, uri: str, limit: int, setting: str) -> bytes:
+    """The body of a GetObject answer, read only if it is at most limit bytes (TooLarge otherwise, naming setting)."""
+    size = answer.get("ContentLength")
+    body = answer["Body"]
+    try:
+        data = b"" if size is not None and size > limit else body.read(limit + 1)
+    finally:
+        body.close()
+    if len(data) > limit or (size or 0) > limit:
+        shown = f"{size} bytes" if size is not None else f"over {limit} bytes"
+        raise TooLarge(f"{uri} is {shown}, over {setting}={limit}: not read; raise {setting} if it really is that big")
+    return data
 
 
 def function_configurations(

@@ -33,7 +33,9 @@ def _show_plan(outcome: Any, dry_run: bool) -> None:
 def _config_flows(settings: Settings) -> Any:
     from tasks.flows.config_flows import ConfigFlows
 
-    return ConfigFlows(settings, context_store(settings), client_factory(settings).s3(), utc_now)
+    return ConfigFlows(
+        settings, context_store(settings), client_factory(settings).s3(), utc_now, lambda note: print(note, flush=True)
+    )
 
 
 def upload_config_command(args: argparse.Namespace) -> int:

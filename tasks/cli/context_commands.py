@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import replace
 
 from tasks.cli.common import ROOT, client_factory, context_store
@@ -11,21 +12,47 @@ from tasks.contexts.files import lock_held
 from tasks.contexts.listing import Listed, listing
 from tasks.contexts.records import RunSummary, target_label
 from tasks.contexts.store import BrokenContext, Context, default_purpose, utc_now
-from tasks.errors import EXIT_PASSED
+from tasks.errors import EXIT_PASSED, ToolkitError
 from tasks.interface import for_interface
-from tasks.settings import Settings, load_settings
+from tasks.settings import DEFAULT_SOURCE, ENVS, Settings, load_settings
+
+
+def _allocation_envs(settings: Settings) -> dict[str, bool]:
+    """The envs whose S3 history allocation reads, each with whether it must be read (else: when reachable).
+
+    ALLOCATION_ENVS must be; so is, when reachable, every AWS env whose target is configured: a custom S3 endpoint
+    (e.g. `make local-aws`'s), or a profile chosen for it (--profile, AWS_PROFILE, AWS_PROFILE_<ENV>).
+    """
+    configured = {
+        env: False
+        for env in ENVS
+        if env != "local"
+        and (settings.endpoint("s3") or getattr(settings.profiles.get(env), "source", DEFAULT_SOURCE) != DEFAULT_SOURCE)
+    }
+    return configured | dict.fromkeys(settings.allocation_envs, True)
 
 
 def _other_versions(settings: Settings, template: str) -> list[int]:
-    """Versions of template used in the S3 history of the envs named by ALLOCATION_ENVS."""
-    if not settings.allocation_envs:
+    """Versions of template used in the S3 history of the envs allocation consults (`_allocation_envs`)."""
+    envs = _allocation_envs(settings)
+    if not envs:
         return []
     from tasks.aws import client_configs  # boto3 only when needed: `context new` stays fast
 
     found: list[int] = []
-    for env in settings.allocation_envs:
-        s3 = client_factory(replace(settings, env=env)).s3()
-        found += client_configs.used_versions(s3, settings.config_bucket(env), settings.config_key_template, template)
+    for env, required in envs.items():
+        bucket = settings.config_bucket(env)
+        try:
+            s3 = client_factory(replace(settings, env=env)).s3()
+            used = client_configs.used_versions(s3, bucket, settings.config_key_template, template)
+        except ToolkitError as err:
+            if required:
+                raise
+            print(f"warning: client_id allocation did not read {env}'s S3 history ({err})", file=sys.stderr)
+            continue
+        if used.ignored:
+            print(client_configs.ignored_keys_warning(bucket, used.ignored), file=sys.stderr)
+        found += used.versions
     return found
 
 

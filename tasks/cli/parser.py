@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--from", dest="start", default=None, metavar="STEP", help=f"start at STEP ({', '.join(STEPS)})")
     e2e.add_argument("--dry-run", action="store_true", help="print what would be invoked and touched; do nothing")
     e2e.add_argument("--publish", action="store_true", help="copy run.json and report.md to the env's data bucket")
+    e2e.add_argument(
+        "--force", action="store_true", help="run even when S3 holds a config this context did not promote (recorded)"
+    )
 
     report = commands.add_parser("report", help="re-render a run's reports, summarize contexts, or `compare A B ...`")
     report.add_argument("words", nargs="*", metavar="compare CLIENT_ID ...", help="compare the latest runs of these")

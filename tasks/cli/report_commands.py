@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from tasks.cli.common import ROOT, client_factory, context_store
 from tasks.contexts.records import to_json
 from tasks.contexts.store import validate_client_id
 from tasks.errors import EXIT_PASSED, UsageError
+from tasks.pipeline.records import RunRecord
 from tasks.settings import load_settings
 
 
@@ -22,7 +24,12 @@ def report_command(args: argparse.Namespace) -> int:
 
     settings = load_settings(ROOT, {"VECTORA_ENV": args.env, "AWS_PROFILE": args.profile})
     store = context_store(settings)
-    published = published_runs.published_runs(client_factory(settings).s3(), settings) if args.env else []
+    published: list[RunRecord] = []
+    if args.env:
+        found = published_runs.published_runs(client_factory(settings).s3(), settings)
+        published, warning = found.records, found.warning()
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     if args.words:
         if args.words[0] != "compare":
             raise UsageError(f"unknown report action {args.words[0]!r}: use `report compare CLIENT_ID CLIENT_ID ...`")

@@ -145,7 +145,7 @@ def _run_on_env(
         if plan.resumed_from:
             earlier = ", ".join(step for step in STEPS if step not in plan.steps)
             print(f"{prefix}resumed from run {plan.resumed_from}: {earlier} not invoked again, outputs re-verified")
-        record = flow.run(context, plan)
+        record = flow.run(context, plan, force=args.force)
         if args.publish or settings.publish_runs:
             from tasks.aws.published_runs import publish
             from tasks.contexts.runs import RunFolder

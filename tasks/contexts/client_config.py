@@ -10,10 +10,44 @@ from typing import Any
 
 import yaml
 
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, brief
 
 # libyaml's safe loader when PyYAML was built with it (5-10x faster), else the pure-Python one: same results.
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class AliasError(yaml.YAMLError):
+    """A document that uses a YAML alias: a few hundred bytes of aliases can stand for billions of values."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"YAML aliases are refused (one refers to the node anchored at line {line}); write it out")
+        self.line = line
+
+
+class NoAliasLoader(BASE_LOADER):
+    """The safe loader, refusing aliases: a node reached twice in the composed document is an alias (or a merge)."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _refuse_aliases(node)
+        return self.construct_document(node)
+
+
+def _refuse_aliases(root: yaml.Node) -> None:
+    """Raise AliasError if any node of the composed document is reached twice (walked without recursion)."""
+    seen: set[int] = set()
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            raise AliasError(node.start_mark.line + 1)
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            pending.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
 PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 PLACEHOLDERS = ("CLIENT_ID", "NAME", "CONTEXT_ID", "PURPOSE", "ENVIRONMENT", "DATE", "PROMOTED_FROM")
 # Dotted paths every client config must have, for the sample pipeline and the real one alike.
@@ -27,7 +61,9 @@ def sha256(data: bytes) -> str:
 def parse_yaml(data: bytes | str, where: str | Path) -> dict[str, Any]:
     """Parse a YAML mapping, naming where it comes from (and the line) when it is not one."""
     try:
-        document = yaml.load(data, Loader=SAFE_LOADER)
+        document = yaml.load(data, Loader=NoAliasLoader)
+    except AliasError as err:
+        raise ConfigError(f"{where}:{err.line}: {err}") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f"{where}:{mark.line + 1}" if mark else str(where)
@@ -62,7 +98,7 @@ def check_config(data: bytes, where: str | Path, client_id: str) -> None:
     check_required_keys(document, where)
     found = document["client_profile"]["client_id"]
     if found != client_id:
-        raise ConfigError(f"{where}: client_profile.client_id is {found!r}, expected {client_id!r}")
+        raise ConfigError(f"{where}: client_profile.client_id is {brief(found)}, expected {client_id!r}")
 
 
 def read_config(path: Path, client_id: str) -> bytes:

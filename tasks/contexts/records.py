@@ -8,7 +8,7 @@ promotion or pass on an emulated endpoint is never counted as one on the real en
 from __future__ import annotations
 
 import functools
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any, TypeVar
 
 R = TypeVar("R")
@@ -87,8 +87,26 @@ class RunSummary:
     @classmethod
     def from_json(cls, data: Any, where: str = "run") -> RunSummary:
         values = _check(cls, where, data)
-        _text(where, values, "run_id", "env", "status", "started_at")
-        return cls(**{**values, "failed_checks": tuple(values.get("failed_checks") or ())})
+        for name, value in values.items():  # exact types: a listing formats these (and True is no count)
+            if type(value) not in SUMMARY_TYPES[name]:
+                said = " or ".join(TYPE_NAMES.get(kind, kind.__name__) for kind in SUMMARY_TYPES[name])
+                raise RecordError(f"{where}.{name} should be {said}")
+        failed = values.get("failed_checks") or ()
+        if not all(type(name) is str for name in failed):
+            raise RecordError(f"{where}.failed_checks should be a list of strings")
+        return cls(**{**values, "failed_checks": tuple(failed)})
+
+
+NONE = type(None)
+TYPE_NAMES = {str: "a string", NONE: "null", float: "a number", int: "an integer", list: "a list"}
+# The types each field of a run summary may have in context.json (and the listing cache).
+SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("run_id", "env", "status", "started_at"), (str,)),
+    **dict.fromkeys(("finished_at", "endpoint", "config_sha256"), (str, NONE)),
+    **dict.fromkeys(("total_seconds", "cost_usd"), (float, int, NONE)),
+    **dict.fromkeys(("checks_held", "checks_total", "warnings", "exit_code"), (int, NONE)),
+    "failed_checks": (list, tuple, NONE),
+}
 
 
 @dataclass(frozen=True)
@@ -152,6 +170,16 @@ class TargetRecord:
     uploads: tuple[Upload, ...] = ()
     rollbacks: tuple[Rollback, ...] = ()
     last_run: RunSummary | None = None
+    pending: Upload | None = None  # an upload begun (recorded before its put) and not yet recorded as done
+
+    def with_upload(self, upload: Upload) -> TargetRecord:
+        """The record once upload is done: in the uploads when it changed the key, the promotion if it was one."""
+        target = replace(self, pending=None)
+        if upload.action != "unchanged":
+            target = replace(target, uploads=(*target.uploads, upload))
+        if upload.forced is not None:
+            target = replace(target, promotion=upload)
+        return target
 
     @property
     def key(self) -> str:
@@ -170,7 +198,7 @@ class TargetRecord:
     def from_json(cls, data: Any, where: str) -> TargetRecord:
         values = _check(cls, where, data)
         _text(where, values, "env")
-        promotion = values.get("promotion")
+        promotion, pending = values.get("promotion"), values.get("pending")
         last = values.get("last_run")
         return cls(
             env=values["env"],
@@ -179,6 +207,7 @@ class TargetRecord:
             uploads=tuple(Upload.from_json(u, f"{where}.uploads[]") for u in _list(values, "uploads", where)),
             rollbacks=tuple(Rollback.from_json(r, f"{where}.rollbacks[]") for r in _list(values, "rollbacks", where)),
             last_run=RunSummary.from_json(last, f"{where}.last_run") if last else None,
+            pending=Upload.from_json(pending, f"{where}.pending") if pending else None,
         )
 
 

@@ -20,13 +20,14 @@ from typing import Any
 from tasks.contexts import client_config
 from tasks.contexts.files import file_lock, read_json, write_atomic, write_json
 from tasks.contexts.records import Pull, RecordError, RunSummary, TargetRecord, target_key, to_json
-from tasks.errors import ConfigError, UsageError
+from tasks.errors import ConfigError, UsageError, brief
 from tasks.pipeline.checks import EXPECT_FILE
 
 SCHEMA_VERSION = 2  # 2: targets keyed by env and endpoint, run summaries, pulls
-CLIENT_ID = re.compile(r"^(?P<template>[a-z][a-z0-9_]*)_v(?P<version>[1-9][0-9]*)$")
-TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_CLIENT_ID = 64
+# A client_id: `{template}_v{N}`, at most MAX_CLIENT_ID characters (the lookahead), wherever a name is taken for one.
+CLIENT_ID = re.compile(rf"^(?=.{{1,{MAX_CLIENT_ID}}}$)(?P<template>[a-z][a-z0-9_]*)_v(?P<version>[1-9][0-9]*)$")
+TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # The real normalize-score refuses data paths holding these words, and its paths hold the client_id.
 PIPELINE_REFUSED_WORDS = ("test", "synthetic")
 CONTEXT_FILE = "context.json"
@@ -45,10 +46,9 @@ def validate_client_id(client_id: str) -> str:
     """Return client_id if well formed: lowercase, digits, underscores, `_vN` with N >= 1, at most 64 characters."""
     if not client_id:
         raise UsageError("client_id is empty: give one like lai_weekly_v3 (`make contexts` lists them)")
-    if len(client_id) > MAX_CLIENT_ID or not CLIENT_ID.match(client_id):
-        shown = client_id if len(client_id) <= 40 else client_id[:40] + "..."
+    if not CLIENT_ID.match(client_id):
         raise UsageError(
-            f"malformed client_id {shown!r}: use lowercase letters, digits and underscores, "
+            f"malformed client_id {brief(client_id)}: use lowercase letters, digits and underscores, "
             f"starting with a letter and ending in _v<N> with N >= 1, at most {MAX_CLIENT_ID} characters "
             "(e.g. lai_weekly_v3)"
         )
@@ -70,6 +70,12 @@ def split_client_id(client_id: str) -> tuple[str, int]:
     match = CLIENT_ID.match(validate_client_id(client_id))
     assert match is not None
     return match["template"], int(match["version"])
+
+
+def client_id_order(name: str) -> tuple[str, int] | None:
+    """A folder or key name's (template, version) when it is a valid client_id, else None (not a context)."""
+    match = CLIENT_ID.match(name)
+    return (match["template"], int(match["version"])) if match else None
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,17 @@ class Context:
     def real_targets(self) -> list[TargetRecord]:
         """The records of real envs only: an emulated promotion or pass never counts as the real env's."""
         return [t for t in self.targets.values() if not t.emulated]
+
+    def configs_written(self, env: str, endpoint: str | None) -> set[str]:
+        """SHA-256 of the configs this context put at its key on a target (uploads, rollbacks) or pulled from there."""
+        pulled = self.pulled
+        same_place = pulled is not None and (pulled.env, pulled.endpoint) == (env, endpoint)
+        return self.target(env, endpoint).written() | ({pulled.sha256} if pulled and same_place else set())
+
+    def configs_known(self, env: str, endpoint: str | None) -> set[str]:
+        """The configs that are this context's on a target: written or pulled there, or tested by its local runs."""
+        tested = {r.config_sha256 for r in self.runs if r.env == "local" and r.config_sha256}
+        return self.configs_written(env, endpoint) | tested | {self.config_sha256}
 
     def with_target(self, target: TargetRecord) -> Context:
         return replace(self, targets={**self.targets, target.key: target})
@@ -270,6 +287,11 @@ class ContextStore:
         version = max([0, *used, *other_versions]) + 1
         previous = f"{template}_v{max(used)}" if used else ""
         while True:
+            if client_id_order(f"{template}_v{version}") is None:
+                raise UsageError(
+                    f"no client_id left for template {template!r}: {template}_v{version} would be over "
+                    f"{MAX_CLIENT_ID} characters; use another template name"
+                )
             path = self.root / f"{template}_v{version}"
             try:
                 os.mkdir(path)

@@ -13,6 +13,7 @@ from typing import Any
 
 from tasks.aws import client_configs, outputs
 from tasks.aws import clients as aws
+from tasks.contexts.client_config import sha256
 from tasks.contexts.files import read_json, write_atomic
 from tasks.contexts.runs import RecordedRun, new_record, recorded_run
 from tasks.contexts.store import Context, ContextStore
@@ -22,6 +23,8 @@ from tasks.pipeline.checks import CheckResult, Expectations, load_expectations
 from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResult
 from tasks.pipeline.runner import Runner
 from tasks.settings import STEPS, Settings
+
+FOREIGN_NOTE = "config not this context's"
 
 
 @dataclass(frozen=True)
@@ -130,14 +133,24 @@ class AwsE2E:
             return f"custom endpoint {endpoint} (not a pass on the real {self.settings.env})"
         return f"AWS {self.settings.env} ({self.settings.region})"
 
-    def run(self, context: Context, plan: Plan) -> RunRecord:
-        """Run plan for context under its run lock; the run is recorded whatever happens once it starts."""
+    def run(self, context: Context, plan: Plan, force: bool = False) -> RunRecord:
+        """Run plan for context under its run lock; the run is recorded whatever happens once it starts.
+
+        The config in S3 must be this context's (`not_this_contexts`): else nothing is invoked, unless forced.
+        """
         expectations = load_expectations(context.expectations_path)
         s3 = self.clients.s3()
         bucket, key = outputs.split_uri(plan.config_uri)
-        remote = client_configs.read_remote(s3, bucket, key)
+        remote = client_configs.read_remote(s3, bucket, key, self.settings.max_config_bytes)
         if not remote.exists:
             raise UsageError(f"{plan.config_uri} does not exist: promote the context first (`make promote`)")
+        foreign = self.not_this_contexts(context, plan, remote)
+        if foreign and not force:
+            raise UsageError(
+                f"{foreign}: nothing invoked. To run that config, pull it into a new context (move "
+                f"contexts/{context.client_id} away, then `make pull CLIENT_ID={context.client_id} ENV={plan.env}`), "
+                f'or run this context on it anyway with FORCE=1 (recorded as "{FOREIGN_NOTE}")'
+            )
         record = new_record(
             context,
             plan.env,
@@ -148,10 +161,24 @@ class AwsE2E:
             self.settings.region,
             remote.sha256,
             resumed_from=plan.resumed_from,
+            notes=(f"{FOREIGN_NOTE} (forced): {foreign}",) if foreign else (),
         )
         with recorded_run(self.store, context, record, self.clock, self.settings.secrets) as run:
             self._run(run, s3, context, plan, expectations)
         return run.record
+
+    def not_this_contexts(self, context: Context, plan: Plan, remote: client_configs.RemoteObject) -> str | None:
+        """What S3 holds, when it is not a config this context promoted, pulled or tested there; else None."""
+        known = context.configs_known(plan.env, self.settings.endpoint("s3"))
+        if context.config_path.is_file():
+            known.add(sha256(context.config_path.read_bytes()))
+        if remote.sha256 in known:
+            return None
+        modified = remote.last_modified.isoformat() if remote.last_modified else "unknown"
+        return (
+            f"{plan.config_uri} holds a config this context did not promote, pull or test (S3 version "
+            f"{remote.version_id or 'none'}, last modified {modified}, sha256 {remote.sha256})"
+        )
 
     def _run(self, run: RecordedRun, s3: Any, context: Context, plan: Plan, expectations: Expectations) -> None:
         """Read the functions' configurations, re-verify what a resumed run reuses, invoke the steps."""

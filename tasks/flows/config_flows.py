@@ -2,20 +2,26 @@
 
 Each is recorded in context.json under the target it touched, so an emulated env (`make local-aws`) never counts as
 the real one. Planning (a dry run) and carrying out are separate: `plan_upload` only reads.
+
+An upload is recoverable at every instant: its intent (what it will put, what it replaces and where that is kept) is
+recorded as the target's `pending` upload before the put, and completed after it. A command that finds a pending
+upload (the recording after the put failed: disk full, a crash) first finishes it when S3 holds its config, or
+discards it when S3 does not (`resume`), so the rerun and `rollback` always know what the put replaced.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tasks.aws import client_configs
 from tasks.contexts import client_config
-from tasks.contexts.records import Pull, Rollback, Upload
+from tasks.contexts.records import Pull, Rollback, TargetRecord, Upload
 from tasks.contexts.store import Context, ContextStore, split_client_id
-from tasks.errors import UsageError
+from tasks.errors import Conflict, UsageError
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,19 +56,24 @@ def check_local_pass(context: Context) -> None:
 class ConfigFlows:
     """upload-config, promote, rollback and pull for one env, on the settings' endpoint."""
 
-    def __init__(self, settings: Settings, store: ContextStore, s3: S3Client, clock: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ContextStore,
+        s3: S3Client,
+        clock: Any,
+        on_note: Callable[[str], None] = lambda note: None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.s3 = s3
         self.clock = clock
+        self.on_note = on_note  # told what was done about an unfinished upload
         self.endpoint = settings.endpoint("s3")
 
-    def _owned(self, context: Context) -> set[str]:
-        """The configs this context may overwrite at its key: what it wrote, restored, or pulled from there."""
-        target = context.target(self.settings.env, self.endpoint)
-        pulled = context.pulled
-        same_place = pulled is not None and (pulled.env, pulled.endpoint) == (self.settings.env, self.endpoint)
-        return target.written() | ({pulled.sha256} if same_place and pulled else set())
+    def _remote(self, uri: str) -> client_configs.RemoteObject:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return client_configs.read_remote(self.s3, bucket, key, self.settings.max_config_bytes)
 
     def plan(self, context: Context) -> client_configs.UploadPlan:
         """What an upload would do (reads only): the diff, the action, whether the key may be overwritten."""
@@ -71,28 +82,62 @@ class ConfigFlows:
             self.settings.config_bucket(),
             self.settings.config_key(context.client_id),
             context.read_config(),
-            self._owned(context),
+            context.configs_written(self.settings.env, self.endpoint),  # what it may overwrite
+            self.settings.max_config_bytes,
         )
 
+    def _change_target(self, context: Context, change: Callable[[TargetRecord], TargetRecord], write: bool) -> Context:
+        """The context with its record of this target changed: written under the context's lock, or only in memory."""
+        env, endpoint = self.settings.env, self.endpoint
+
+        def changed(current: Context) -> Context:
+            return current.with_target(change(current.target(env, endpoint)))
+
+        return self.store.update(context.client_id, changed) if write else changed(context)
+
+    def resume(self, context: Context, dry_run: bool = False) -> Context:
+        """The context with its target's unfinished upload, if any, finished (S3 holds its config) or discarded.
+
+        What was done is told to on_note; a dry run tells what the real command will do and writes nothing.
+        """
+        pending = context.target(self.settings.env, self.endpoint).pending
+        if pending is None:
+            return context
+        what = "promotion" if pending.forced is not None else "upload"
+        remote = self._remote(pending.uri)
+        if remote.exists and remote.sha256 == pending.sha256:
+            done = replace(pending, version_id=remote.version_id)
+            context = self._change_target(context, lambda target: target.with_upload(done), not dry_run)
+            verb = "will finish" if dry_run else "finished"
+            self.on_note(f"{verb} the unfinished {what} of {pending.at}: {pending.uri} holds its config")
+            return context
+        context = self._change_target(context, lambda target: replace(target, pending=None), not dry_run)
+        replaced = (pending.replaced or {}).get("sha256")
+        why = "it never reached S3" if remote.sha256 == replaced else "S3 holds another config now"
+        self.on_note(f"{'will discard' if dry_run else 'discarded'} the unfinished {what} of {pending.at}: {why}")
+        return context
+
     def upload(self, context: Context, dry_run: bool = False, promotion: dict[str, Any] | None = None) -> UploadOutcome:
-        """Upload the context's config; with promotion (forced, purpose), also record it as the target's promotion."""
+        """Upload the context's config; with promotion (forced, purpose), also record it as the target's promotion.
+
+        An unfinished upload is resumed first. The intent is recorded before the put and completed after it.
+        """
+        context = self.resume(context, dry_run)
         plan = self.plan(context)
+        client_configs.check_owned(plan)
         if dry_run:
             return UploadOutcome(plan, None, self.endpoint)
-        env = self.settings.env
-        backups = context.path / "backups" / env
-        done = client_configs.apply_upload(self.s3, plan, context.client_id, backups, self.clock())
-        upload = Upload(**done, endpoint=self.endpoint, **(promotion or {}))
-
-        def change(current: Context) -> Context:
-            target = current.target(env, self.endpoint)
-            if upload.action != "unchanged":
-                target = replace(target, uploads=(*target.uploads, upload))
-            if promotion is not None:
-                target = replace(target, promotion=upload)
-            return current.with_target(target)
-
-        self.store.update(context.client_id, change)
+        backups = context.path / "backups" / self.settings.env
+        intended = client_configs.intent(plan, backups, self.clock())
+        upload = Upload(**intended, endpoint=self.endpoint, **(promotion or {}))
+        if plan.action != "unchanged":
+            self._change_target(context, lambda target: replace(target, pending=upload), write=True)
+            try:
+                upload = replace(upload, version_id=client_configs.put(self.s3, plan, context.client_id))
+            except Conflict:  # the condition failed: nothing was written
+                self._change_target(context, lambda target: replace(target, pending=None), write=True)
+                raise
+        self._change_target(context, lambda target: target.with_upload(upload), write=True)
         return UploadOutcome(plan, upload, self.endpoint)
 
     def promote(
@@ -104,25 +149,24 @@ class ConfigFlows:
         return self.upload(context, dry_run, promotion={"forced": force, "purpose": purpose})
 
     def rollback(self, context: Context) -> Rollback:
-        """Restore what the context's last upload to the target replaced; record it."""
-        env = self.settings.env
-        uploads = context.target(env, self.endpoint).uploads
-        pending = [i for i, upload in enumerate(uploads) if not upload.rolled_back_at]
-        if not pending:
-            raise UsageError(f"{context.client_id} has no upload to {env} left to roll back")
-        index = pending[-1]
-        restored, version_id = client_configs.rollback(self.s3, uploads[index], context.client_id)
+        """Restore what the last upload to the target replaced (an unfinished one finished first); record it."""
+        context = self.resume(context)
+        uploads = context.target(self.settings.env, self.endpoint).uploads
+        left = [i for i, upload in enumerate(uploads) if not upload.rolled_back_at]
+        if not left:
+            raise UsageError(f"{context.client_id} has no upload to {self.settings.env} left to roll back")
+        index = left[-1]
+        restored, version_id = client_configs.rollback(
+            self.s3, uploads[index], context.client_id, self.settings.max_config_bytes
+        )
         done = Rollback(self.clock().isoformat(), uploads[index].at, uploads[index].uri, restored, version_id)
 
-        def change(current: Context) -> Context:
-            target = current.target(env, self.endpoint)
+        def change(target: TargetRecord) -> TargetRecord:
             undone = replace(target.uploads[index], rolled_back_at=done.at)
             uploads = (*target.uploads[:index], undone, *target.uploads[index + 1 :])
-            return current.with_target(
-                replace(target, uploads=uploads, rollbacks=(*target.rollbacks, done), promotion=None)
-            )
+            return replace(target, uploads=uploads, rollbacks=(*target.rollbacks, done), promotion=None)
 
-        self.store.update(context.client_id, change)
+        self._change_target(context, change, write=True)
         return done
 
     def pull(self, client_id: str, now: datetime) -> Context:
@@ -131,8 +175,8 @@ class ConfigFlows:
             raise UsageError(f"{client_id} is already a context here: `make contexts` shows it")
         template, _ = split_client_id(client_id)
         bucket, key = self.settings.config_bucket(), self.settings.config_key(client_id)
-        remote = client_configs.read_remote(self.s3, bucket, key)
         uri = f"s3://{bucket}/{key}"
+        remote = self._remote(uri)
         if not remote.exists or remote.sha256 is None:
             raise UsageError(f"no context {client_id} here and no {uri} on {self.settings.env}: check the client_id")
         client_config.check_config(remote.body, uri, client_id)

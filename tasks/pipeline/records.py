@@ -120,3 +120,16 @@ class RunRecord:
 
 def _known(kind: Any, document: dict[str, Any]) -> Any:
     return kind(**{k: v for k, v in document.items() if k in kind.__dataclass_fields__})
+
+
+RUN_KEYS = ("run_id", "client_id", "env", "status", "started_at")
+
+
+def run_problem(document: Any) -> str | None:
+    """What makes a run.json's document not a run record, or None."""
+    if not isinstance(document, dict) or not all(isinstance(document.get(k), str) for k in RUN_KEYS):
+        return f"not a run record (needs string {', '.join(RUN_KEYS)})"
+    parts = [document.get(key) or [] for key in ("steps", "outputs")]
+    if not all(isinstance(part, list) and all(isinstance(item, dict) for item in part) for part in parts):
+        return "its steps and outputs should be lists of objects"
+    return None

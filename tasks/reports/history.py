@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from tasks.contexts.files import read_json
 from tasks.contexts.listing import Listed, listing
@@ -12,20 +11,8 @@ from tasks.contexts.records import target_label
 from tasks.contexts.runs import RunFolder, summarize, write_reports
 from tasks.contexts.store import BrokenContext, Context, ContextStore
 from tasks.errors import ConfigError, UsageError
-from tasks.pipeline.records import RunRecord
+from tasks.pipeline.records import RunRecord, run_problem
 from tasks.reports.markdown import ContextRow
-
-RUN_KEYS = ("run_id", "client_id", "env", "status", "started_at")
-
-
-def _run_problem(document: Any) -> str | None:
-    """What makes a run.json's document not a run record, or None."""
-    if not isinstance(document, dict) or not all(isinstance(document.get(k), str) for k in RUN_KEYS):
-        return f"not a run record (needs string {', '.join(RUN_KEYS)})"
-    parts = [document.get(key) or [] for key in ("steps", "outputs")]
-    if not all(isinstance(part, list) and all(isinstance(item, dict) for item in part) for part in parts):
-        return "its steps and outputs should be lists of objects"
-    return None
 
 
 def load_run(context: Context, run_id: str) -> RunRecord | None:
@@ -37,7 +24,7 @@ def load_run(context: Context, run_id: str) -> RunRecord | None:
     if not path.is_file():
         return None
     document = read_json(path)
-    problem = _run_problem(document)
+    problem = run_problem(document)
     if problem:
         raise ConfigError(f"{path}: {problem}; remove the run folder or render another run (--run-id)")
     return RunRecord.from_json(document)

@@ -322,7 +322,7 @@ def test_a_published_run_is_read_back_by_summary_and_compare(rig: Rig) -> None:
     record = rig.run()
     prefix = published_runs.publish(rig.s3, rig.settings, record, RunFolder(rig.context.runs_dir / record.run_id))
     assert prefix == f"s3://vectora-inbox-data-dev/e2e-runs/{rig.context.client_id}/{record.run_id}/"
-    published = published_runs.published_runs(rig.s3, rig.settings)
+    published = published_runs.published_runs(rig.s3, rig.settings).records
     assert [r.run_id for r in published] == [record.run_id]
     other = replace(published[0], client_id="lai_weekly_v99", run_id="elsewhere")
     rows = history.summary(rig.store, [*published, other])

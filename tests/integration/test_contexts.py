@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from tasks.contexts.listing import Listed, listing
+from tasks.contexts.records import RunSummary
 from tasks.contexts.store import BrokenContext, ContextStore, validate_client_id
 from tasks.errors import ConfigError, UsageError
-from tests.conftest import REPO, run_tasks, safe_environ
+from tests.conftest import REPO, edit_cached_row, run_tasks, safe_environ
 
 NOW = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
 
@@ -186,11 +187,10 @@ def test_the_listing_is_cached_by_each_context_json_and_never_stale(store: Conte
     first = store.create("lai_weekly", "first", NOW)
     second = store.create("lai_weekly", "second", NOW)
     assert [c.purpose for c in listing(store) if isinstance(c, Listed)] == ["first", "second"]
-    cache = contexts_dir / ".listing.json"
-    document = json.loads(cache.read_text())
-    document["entries"][first.client_id]["row"]["purpose"] = "as cached"
-    cache.write_text(json.dumps(document))
-    assert [c.purpose for c in listing(store) if isinstance(c, Listed)] == ["as cached", "second"]  # the cache is used
+    cache = contexts_dir / ".listing.cache"
+    written = cache.stat()
+    assert [c.purpose for c in listing(store) if isinstance(c, Listed)] == ["first", "second"]
+    assert cache.stat().st_ino == written.st_ino  # every entry was a hit: the cache was not written again
     store.update(second.client_id, lambda context: replace(context, status="failed"))  # a rewrite: a new stamp
     (first.path / "context.json").write_text("{truncated")
     rows = {c.client_id: c for c in listing(store)}
@@ -198,4 +198,56 @@ def test_the_listing_is_cached_by_each_context_json_and_never_stale(store: Conte
     assert isinstance(rows[second.client_id], Listed) and rows[second.client_id].status == "failed"
     cache.write_text("[not a cache")  # a damaged cache is ignored and rebuilt
     assert [c.client_id for c in listing(store)] == [first.client_id, second.client_id]
-    assert json.loads(cache.read_text())["schema"] == 1
+    assert cache.read_bytes().startswith(b"vectora-listing 2\n")
+
+
+def failed_run(store: ContextStore, client_id: str) -> None:
+    """Record a failed local run of the context (what a failed `make local-e2e` leaves in context.json)."""
+    run = RunSummary("r1", "local", "failed", NOW.isoformat(), NOW.isoformat(), config_sha256="ab" * 32, exit_code=1)
+    store.update(client_id, lambda c: replace(c, status="failed", runs=(run,), local=run))
+
+
+def test_a_cached_row_edited_to_say_passed_and_promoted_shows_the_truth(
+    store: ContextStore, contexts_dir: Path
+) -> None:
+    context = store.create("lai_weekly", "never promoted", NOW)
+    failed_run(store, context.client_id)
+    listing(store)
+
+    def lie(row: dict[str, Any]) -> dict[str, Any]:
+        row |= {"status": "passed", "promoted": ["prod"], "statuses": {"local": "passed", "prod": "passed"}}
+        row["last_run"] |= {"status": "passed", "exit_code": 0}
+        return row
+
+    edit_cached_row(contexts_dir, context.client_id, lie)
+    [listed] = listing(store)
+    assert isinstance(listed, Listed) and listed.status == "failed" and listed.promoted == ()
+    assert listed.statuses == {"local": "failed"} and listed.last_run and listed.last_run.status == "failed"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"purpose": 5},
+        {"promoted": "prod"},
+        {"statuses": {"local": 0}},
+        {"last_run": {"run_id": "r1", "env": "local", "status": "passed", "started_at": "t", "cost_usd": "free"}},
+        {"client_id": "lai_weekly_v9"},
+    ],
+)
+def test_a_damaged_cached_row_is_read_again(store: ContextStore, contexts_dir: Path, damage: dict[str, Any]) -> None:
+    """Even a row whose digest matches (a writer's bug, not an edit) is used only when every field has its type."""
+    context = store.create("lai_weekly", "damaged", NOW)
+    failed_run(store, context.client_id)
+    [fresh] = listing(store)
+    edit_cached_row(contexts_dir, context.client_id, lambda row: row | damage, context.path / "context.json")
+    assert listing(store) == [fresh]
+
+
+def test_every_cached_field_equals_a_fresh_read(store: ContextStore, contexts_dir: Path) -> None:
+    context = store.create("lai_weekly", "cached", NOW)
+    failed_run(store, context.client_id)
+    fresh = listing(store)
+    cached = listing(store)
+    assert cached == fresh and isinstance(fresh[0], Listed) and fresh[0].last_run
+    assert fresh[0].last_run == store.load(context.client_id).last_run  # finished_at, config_sha256, exit_code...

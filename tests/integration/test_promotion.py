@@ -157,7 +157,7 @@ def test_rolling_back_a_first_upload_removes_the_key_and_versions_still_count(fl
     assert flows.rollback(flows.store.load(context.client_id)).restored is None
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=BUCKET, Key=key(context))
-    assert client_configs.used_versions(s3, BUCKET, "clients/{client_id}.yaml", "lai_weekly") == [1]
+    assert client_configs.used_versions(s3, BUCKET, "clients/{client_id}.yaml", "lai_weekly").versions == [1]
     with pytest.raises(UsageError, match="no upload to dev left to roll back"):
         flows.rollback(flows.store.load(context.client_id))
 
@@ -173,10 +173,10 @@ def test_a_key_this_context_did_not_write_is_never_overwritten(flows: ConfigFlow
 
 def test_a_concurrent_change_is_detected_by_the_conditional_put(flows: ConfigFlows, s3) -> None:
     context = new_context(flows)
-    plan = client_configs.plan_upload(s3, BUCKET, key(context), context.config_path.read_bytes(), set())
+    plan = client_configs.plan_upload(s3, BUCKET, key(context), context.config_path.read_bytes(), set(), 10**6)
     s3.put_object(Bucket=BUCKET, Key=key(context), Body=b"written meanwhile\n")
     with pytest.raises(Conflict, match="concurrent change"):
-        client_configs.apply_upload(s3, plan, context.client_id, context.path / "backups", now())
+        client_configs.put(s3, plan, context.client_id)
     assert body(s3, context) == b"written meanwhile\n"
 
 
