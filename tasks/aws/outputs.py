@@ -11,14 +11,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.aws.clients import aws_errors, describe_error, is_missing
 from tasks.contexts.files import write_atomic
+from tasks.pipeline.checks import NEWSLETTER_FILES
 from tasks.pipeline.records import OutputCheck, StepResult
 from tasks.pipeline.runner import Verifier
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-NEWSLETTER_FILES = {"markdown": "newsletter.md", "json": "newsletter.json", "manifest": "manifest.json"}
 
 
 def split_uri(uri: str) -> tuple[str, str]:

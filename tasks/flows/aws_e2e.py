@@ -18,6 +18,7 @@ from tasks.contexts.runs import RecordedRun, new_record, recorded_run
 from tasks.contexts.store import Context, ContextStore
 from tasks.errors import StepFailed, UsageError
 from tasks.masking import redact, secret_forms
+from tasks.visible import visible
 from tasks.pipeline.checks import CheckResult, Expectations, load_expectations
 from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResult
 from tasks.pipeline.runner import Runner
@@ -232,5 +233,5 @@ class AwsE2E:
             )
             if text:
                 folder.mkdir(parents=True, exist_ok=True)
-                masked = redact(text, secret_forms(self.settings.secrets))
+                masked = visible(redact(text, secret_forms(self.settings.secrets)))
                 write_atomic(folder / f"{step.step}.log", masked.encode("utf-8"))
