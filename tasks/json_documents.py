@@ -6,6 +6,8 @@ import json
 import math
 from typing import Any
 
+from tasks.visible import visible
+
 MAX_DEPTH = 100  # deeper documents are refused: every walk over a record (masking, copying, writing) stays bounded
 NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
@@ -56,7 +58,8 @@ def json_safe(document: Any, where: str = "", found: list[str] | None = None) ->
 
 
 def json_bytes(document: Any) -> bytes:
-    """document as indented UTF-8 JSON that any strict parser reads: no NaN or Infinity (written as strings), and a
-    lone surrogate (a Lambda's "\\ud800") kept as its JSON escape rather than failing the write."""
+    """document as indented UTF-8 JSON that any strict parser reads: no NaN or Infinity (written as strings); the
+    controls json leaves raw (DEL, C1, bidirectional overrides) and lone surrogates (a Lambda's "\\ud800") written as
+    \\u escapes, which read back as the same text and reach no terminal that shows the file."""
     text = json.dumps(json_safe(document), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    return text.encode("utf-8", "backslashreplace")
+    return visible(text).encode("utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,13 +119,20 @@ class OutputReader:
         return self.fetched[uri]
 
     def save(self, checks: Iterable[OutputCheck], folder: Path) -> list[Path]:
-        """Write each verified output into folder/<step>/<file name>; return the paths written."""
+        """Write each verified output into folder/<step>/<file name>; return the paths written.
+
+        If one cannot be written (a full disk), none is kept: no half set of outputs, and their room goes to the
+        run's record."""
         written = []
-        for check in checks:
-            if not check.ok:
-                continue
-            target = folder / check.step / check.uri.rsplit("/", 1)[-1]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, self(check.uri))
-            written.append(target)
+        try:
+            for check in checks:
+                if not check.ok:
+                    continue
+                target = folder / check.step / check.uri.rsplit("/", 1)[-1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(target, self(check.uri))
+                written.append(target)
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return written
