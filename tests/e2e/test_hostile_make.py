@@ -27,9 +27,11 @@ RAW_ESCAPES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # what a terminal or 
 HOSTILE = "\x1b[2J\x1b]0;owned\x07 clear \x9b31m csi \x00 nul \x1b[31mred\x1b[0m"
 
 
-def newest_run(clone: Path) -> tuple[dict, dict, Path]:
-    """The newest context's context.json, its newest run's run.json, and that run's folder."""
-    folder = max((p for p in (clone / "contexts").iterdir() if p.name.startswith("lai_")), key=os.path.getmtime)
+def newest_run(clone: Path, contexts: Path | None = None) -> tuple[dict, dict, Path]:
+    """The newest context's context.json (in contexts, default the clone's), its newest run's run.json, and that
+    run's folder."""
+    contexts = contexts or clone / "contexts"
+    folder = max((p for p in contexts.iterdir() if p.name.startswith("lai_")), key=os.path.getmtime)
     context = json.loads((folder / "context.json").read_text())
     run_folder = max((folder / "runs").iterdir(), key=os.path.getmtime)
     return context, json.loads((run_folder / "run.json").read_text()), run_folder
@@ -220,28 +222,29 @@ def test_an_answer_nested_30000_deep_fails_its_step_and_the_run_is_recorded(clon
 # Item 7: a full disk at any point of a run leaves run.json and context.json telling the same story.
 
 
-def make_on_a_small_disk(clone: Path, size_kib: int, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    """`make ARGS` with the clone's contexts/ on a tmpfs of size_kib, in a user and mount namespace of its own (a
-    real file system that fills up, no root needed); the tmpfs goes away with it, so its contexts are copied back."""
-    contexts, kept = clone / "contexts", clone.parent / "contexts-kept"
-    shutil.rmtree(kept, ignore_errors=True)
+def make_on_a_small_disk(
+    clone: Path, disk: Path, size_kib: int, *args: str, **variables: str
+) -> subprocess.CompletedProcess[str]:
+    """`make ARGS` with CONTEXTS_DIR on a tmpfs of size_kib mounted at disk (holding the templates), in a user and
+    mount namespace of its own: a real file system that fills up, no root needed. The tmpfs goes with the namespace,
+    so what it held is copied back to disk afterwards."""
+    shutil.copytree(clone / "contexts" / "templates", disk / "templates")
     script = (
-        'contexts=$1 kept=$2 size=$3; shift 3; cp -a "$contexts" "$kept" && '
-        'mount -t tmpfs -o size="$size"k tmpfs "$contexts" && cp -a "$kept"/. "$contexts"/ || exit 99; '
-        '"$@"; code=$?; rm -rf "$kept" && cp -a "$contexts" "$kept"; exit $code'
+        'disk=$1 size=$2; shift 2; kept=$(mktemp -d) && cp -a "$disk"/. "$kept"/ && '
+        'mount -t tmpfs -o size="$size"k tmpfs "$disk" && cp -a "$kept"/. "$disk"/ || exit 99; '
+        '"$@"; code=$?; rm -f "$disk"/filler; rm -rf "$kept" && cp -a "$disk" "$kept"; umount "$disk"; '
+        'cp -a "$kept"/. "$disk"/; rm -rf "$kept"; exit $code'
     )
     result = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"]
-        + [str(contexts), str(kept), str(size_kib), *MAKE, *args],
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", str(disk), str(size_kib)]
+        + [*MAKE, *args],
         cwd=clone,
         capture_output=True,
         text=True,
-        env=make_environ(**variables),
+        env=make_environ(CONTEXTS_DIR=str(disk), **variables),
         timeout=300,
     )
     assert result.returncode != 99, result.stderr
-    shutil.rmtree(contexts)
-    kept.rename(contexts)
     return result
 
 
@@ -274,15 +277,13 @@ def test_a_disk_that_fills_up_mid_run_leaves_both_records_agreeing(
     folder = tmp_path / "filler"
     folder.mkdir()
     (folder / "filler.py").write_text(FILLER)
+    disk = tmp_path / "contexts"
+    variables = {"FILL": str(disk), "LEAVE": str(leave), "NEWSLETTER_SOURCE": str(clone / "lambdas/newsletter")}
     env_vars = tmp_path / "env.json"
-    variables = {
-        "FILL": str(clone / "contexts"),
-        "LEAVE": str(leave),
-        "NEWSLETTER_SOURCE": str(clone / "lambdas/newsletter"),
-    }
     env_vars.write_text(json.dumps({"Parameters": variables}))
     result = make_on_a_small_disk(
         clone,
+        disk,
         512,
         "local-e2e",
         LOCAL_ENV_VARS=str(env_vars),
@@ -290,14 +291,13 @@ def test_a_disk_that_fills_up_mid_run_leaves_both_records_agreeing(
     )
     no_traceback(result)
     assert task_code(result) == 3 and "No space left on device" in result.stderr, result.stderr
-    (clone / "contexts" / "filler").unlink()
-    context, run, run_folder = newest_run(clone)
+    context, run, run_folder = newest_run(clone, disk)
     assert run["status"] == context["status"] == context["runs"][-1]["status"] == context["local"]["status"] == status
     if status == "failed":
         assert run["exit_code"] == context["runs"][-1]["exit_code"] == 3 and "No space left" in run["error"]
     assert not (run_folder / "outputs").exists()  # no half set of outputs
-    assert not list(run_folder.parent.parent.rglob(".*.tmp"))  # nothing staged left behind
-    listed = make(clone, "contexts").stdout
+    assert not list(disk.rglob(".*.tmp"))  # nothing staged left behind
+    listed = make(clone, "contexts", CONTEXTS_DIR=str(disk)).stdout
     assert f"{run['run_id']} {'unfinished' if status == 'running' else 'failed'}" in listed
-    rerun = make(clone, "local-e2e", f"CLIENT_ID={context['client_id']}")
+    rerun = make(clone, "local-e2e", f"CLIENT_ID={context['client_id']}", CONTEXTS_DIR=str(disk))
     assert rerun.returncode == 0, rerun.stderr
