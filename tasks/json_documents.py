@@ -20,6 +20,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed: strict JSON parsers reject it")
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is too large for a number: JSON readers make it Infinity")
+    return number
+
+
 def _deeper_than(document: Any, limit: int) -> bool:
     pending = [(document, 1)]
     while pending:
@@ -33,9 +40,10 @@ def _deeper_than(document: Any, limit: int) -> bool:
 
 def parse_json(text: str | bytes, allow_nan: bool = False) -> Any:
     """A JSON document, nested at most MAX_DEPTH deep (else TooDeep, a ValueError, never a RecursionError);
-    NaN and Infinity refused unless allow_nan (a Lambda's answer may hold them: json_safe writes them as strings)."""
+    NaN, Infinity and numbers too large for a float (1e999) refused unless allow_nan (a Lambda's answer may hold
+    them: json_safe writes them as strings)."""
     try:
-        document = json.loads(text) if allow_nan else json.loads(text, parse_constant=_no_constant)
+        document = json.loads(text) if allow_nan else json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError as err:
         raise TooDeep(f"nested too deeply (more than {MAX_DEPTH} levels)") from err
     if _deeper_than(document, MAX_DEPTH):

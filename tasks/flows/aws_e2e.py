@@ -18,11 +18,11 @@ from tasks.contexts.runs import RecordedRun, new_record, recorded_run
 from tasks.contexts.store import Context, ContextStore
 from tasks.errors import StepFailed, UsageError
 from tasks.masking import redact, secret_forms
-from tasks.visible import visible
 from tasks.pipeline.checks import CheckResult, Expectations, load_expectations
 from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResult
 from tasks.pipeline.runner import Runner
 from tasks.settings import STEPS, Settings
+from tasks.visible import visible
 
 
 @dataclass(frozen=True)

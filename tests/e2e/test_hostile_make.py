@@ -133,10 +133,11 @@ def test_secrets_are_masked_in_every_form_from_every_source(clone: Path, tmp_pat
     env_vars.write_text(json.dumps({"Parameters": {"PARTNER_API_KEY": function, "PIN_PASSWORD": str(pin)}}))
     code = (
         "    import base64, os, urllib.parse\n"
-        "    secret = os.environ['PARTNER_API_KEY']\n"
-        f"    print('url', urllib.parse.quote({vendor!r}, safe=''), 'b64', base64.b64encode(b'user:' + {vendor!r}.encode()))\n"
+        f"    vendor, secret = {vendor!r}, os.environ['PARTNER_API_KEY']\n"
+        "    print('url', urllib.parse.quote(vendor, safe=''), 'b64', base64.b64encode(b'user:' + vendor.encode()))\n"
         "    print('fn', secret, base64.b64encode(secret.encode()).decode())\n"
-        "    return {'statusCode': 200, 'body': {'status': 'success', 'items_final': int(os.environ['PIN_PASSWORD'])}}\n"
+        "    pin = int(os.environ['PIN_PASSWORD'])\n"
+        "    return {'statusCode': 200, 'body': {'status': 'success', 'items_final': pin}}\n"
     )
     result = make(
         clone,
@@ -236,8 +237,20 @@ def make_on_a_small_disk(
         'cp -a "$kept"/. "$disk"/; rm -rf "$kept"; exit $code'
     )
     result = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", str(disk), str(size_kib)]
-        + [*MAKE, *args],
+        [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(disk),
+            str(size_kib),
+            *MAKE,
+            *args,
+        ],
         cwd=clone,
         capture_output=True,
         text=True,
