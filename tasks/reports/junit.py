@@ -54,7 +54,7 @@ class _Suite:
     def outcome(self, testcase: ET.Element, kind: str, message: str, text: str = "", type_: str = "") -> None:
         """Mark testcase failure, error or skipped (counted once each)."""
         self.counts["skipped" if kind == "skipped" else f"{kind}s"] += 1
-        element = ET.SubElement(testcase, kind, message=message, **({"type": type_} if type_ else {}))
+        element = ET.SubElement(testcase, kind, {"message": message, **({"type": type_} if type_ else {})})
         if text:
             element.text = text
 
