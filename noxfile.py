@@ -25,11 +25,12 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))  # tasks.errors and tasks.flows.parallel: the exit codes and their order (stdlib only)
+sys.path.insert(0, str(ROOT))  # tasks.errors, tasks.flows.parallel, tasks.visible: exit codes, their order (stdlib)
 
 from tasks.errors import EXIT_MEANINGS  # noqa: E402
 from tasks.flows.parallel import worst  # noqa: E402
 from tasks.interface import VARIABLE as INTERFACE  # noqa: E402
+from tasks.visible import visible  # noqa: E402
 
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "none"
@@ -68,7 +69,8 @@ def _exit_with_the_task_code() -> None:
 
 
 def _echo(args: list[str]) -> str:
-    """The command line nox echoes, the values of FREE_TEXT options left out (`--purpose=...`)."""
+    """The command line nox echoes: the values of FREE_TEXT options left out (`--purpose=...`), control characters
+    shown as escapes."""
     shown: list[str] = []
     for arg in args:
         name, equals, _ = arg.partition("=")
@@ -77,7 +79,7 @@ def _echo(args: list[str]) -> str:
         elif name in FREE_TEXT and equals:
             arg = f"{name}=..."
         shown.append(arg)
-    return shlex.join(shown)
+    return visible(shlex.join(shown))
 
 
 def _call(session: nox.Session, *args: str) -> None:

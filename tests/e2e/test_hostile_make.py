@@ -89,6 +89,14 @@ def test_a_lambda_error_full_of_escapes_reaches_no_terminal_or_file_raw(clone: P
     assert "\\x1b[31mred\\x1b[0m" in (folder / "workflow.log").read_text() and report.returncode == 0
 
 
+def test_what_a_person_typed_is_echoed_and_refused_with_its_escapes_shown(clone: Path) -> None:
+    result = make(clone, "new-context", "TEMPLATE=lai\x1b]0;owned\x07weekly")
+    output = no_traceback(result)
+    assert task_code(result) == 2 and not RAW_ESCAPES.search(output.replace("\n", ""))
+    assert "nox > python -m tasks context new '--template=lai\\x1b]0;owned\\x07weekly'" in result.stderr
+    assert "error: unknown template 'lai\\x1b]0;owned\\x07weekly'" in result.stderr
+
+
 def test_an_answer_holding_1e999_and_nan_is_written_as_strings_with_a_note(clone: Path, tmp_path: Path) -> None:
     code = (
         "    return {'statusCode': 200, 'body': {'status': 'success', 'items_final': 1e999, 'score': float('nan')}}\n"
