@@ -25,17 +25,19 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))  # tasks.errors and tasks.flows.parallel: the exit codes and their order (stdlib only)
+sys.path.insert(0, str(ROOT))  # tasks.errors, tasks.flows.parallel, tasks.visible: exit codes, their order (stdlib)
 
 from tasks.errors import EXIT_MEANINGS  # noqa: E402
 from tasks.flows.parallel import worst  # noqa: E402
 from tasks.interface import VARIABLE as INTERFACE  # noqa: E402
+from tasks.visible import visible  # noqa: E402
 
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "none"
 nox.options.error_on_external_run = False
 
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+FREE_TEXT = ("--purpose", "--payload")  # what a person types freely (it may hold a secret): never echoed
 _failed: list[int] = []  # the exit codes of the commands that failed in this nox run
 
 
@@ -66,6 +68,20 @@ def _exit_with_the_task_code() -> None:
         os._exit(code)
 
 
+def _echo(args: list[str]) -> str:
+    """The command line nox echoes: the values of FREE_TEXT options left out (`--purpose=...`), control characters
+    shown as escapes."""
+    shown: list[str] = []
+    for arg in args:
+        name, equals, _ = arg.partition("=")
+        if shown and shown[-1] in FREE_TEXT:
+            arg = "..."
+        elif name in FREE_TEXT and equals:
+            arg = f"{name}=..."
+        shown.append(arg)
+    return visible(shlex.join(shown))
+
+
 def _call(session: nox.Session, *args: str) -> None:
     """Run a command in the toolkit's environment; a failure fails the session (nox goes on to the next one).
 
@@ -73,7 +89,7 @@ def _call(session: nox.Session, *args: str) -> None:
     interruption, then end nox at once with its code. A command ended by signal N counts as 128 + N, as in a shell.
     """
     command = [_python(session), *args]
-    session.log(" ".join(command))
+    session.log(_echo(command))
     child = subprocess.Popen(command, cwd=ROOT, env=os.environ | {INTERFACE: _interface()})
     interrupted: list[int] = []  # 128 + the signal, for each Ctrl-C or SIGTERM that arrived while it ran
 
@@ -115,7 +131,7 @@ def _task(session: nox.Session, *args: str) -> None:
     if Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
         _call(session, "-m", "tasks", *argv)
         return
-    session.log(f"python -m tasks {shlex.join(argv)}")
+    session.log(_echo(["python", "-m", "tasks", *argv]))
     os.environ[INTERFACE] = _interface()
     from tasks.entry import run  # the toolkit's packages: only in .venv
 

@@ -6,16 +6,20 @@ It also resolves an env (local, dev, stage, prod) into function names, bucket na
 from __future__ import annotations
 
 import io
+import math
 import os
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
 from tasks.errors import ConfigError, UsageError
+from tasks.json_documents import parse_json
 from tasks.masking import secret_values
 
 ENVS = ("local", "dev", "stage", "prod")
@@ -89,6 +93,40 @@ DEFAULTS: dict[str, str] = {
     "LOCAL_SAMPLE_FEEDS": "lambdas/ingest/sample_items.json",
     "MAX_CONFIG_BYTES": "1048576",
     "MAX_PUBLISHED_RUN_BYTES": "10485760",
+}
+
+
+# The fields each name template may use ({name} only), the first ones required, and an example for errors.
+TEMPLATE_FIELDS = {
+    "FUNCTION_NAME_TEMPLATE": (("step",), ("env",)),
+    "CONFIG_BUCKET_TEMPLATE": ((), ("env",)),
+    "DATA_BUCKET_TEMPLATE": ((), ("env",)),
+    "NEWSLETTERS_BUCKET_TEMPLATE": ((), ("env",)),
+    "CONFIG_KEY_TEMPLATE": (("client_id",), ()),
+}
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range a numeric setting must be in (inclusive), its unit, and whether it counts whole things."""
+
+    low: float
+    high: float
+    unit: str
+    whole: bool = False
+
+
+# Each numeric setting's range: what Lambda allows where it mirrors Lambda, else what keeps the toolkit sane (an idle
+# time of 1e-9 s made the reaper spin, an infinite timeout made a stop wait forever).
+BOUNDS = {
+    "LAMBDA_READ_TIMEOUT": Bound(1, 86400, "s"),
+    "E2E_TIMEOUT": Bound(1, 86400, "s"),
+    "PROGRESS_INTERVAL": Bound(0.05, 3600, "s"),
+    "LOCAL_LAMBDA_TIMEOUT": Bound(1, 900, "s"),
+    "LOCAL_LAMBDA_MEMORY": Bound(128, 10240, "MB", whole=True),
+    "LOCAL_LAMBDA_CONCURRENCY": Bound(1, 1000, "environments", whole=True),
+    "LOCAL_LAMBDA_IDLE_SECONDS": Bound(0.1, 86400, "s"),
+    "LOCAL_EVENT_RETRY_DELAY": Bound(0.01, 3600, "s"),
 }
 
 
@@ -241,12 +279,15 @@ def _handler_spec(root: Path, variable: str, value: str) -> HandlerSpec:
 
 
 def _number(variable: str, value: str) -> float:
+    """A numeric setting within its range (BOUNDS); NaN, infinities and anything outside are a ConfigError naming it."""
+    bound = BOUNDS[variable]
     try:
         number = float(value)
     except ValueError:
-        number = -1.0
-    if number <= 0:
-        raise ConfigError(f"{variable}={value!r}: expected a positive number")
+        number = math.nan
+    if not (bound.low <= number <= bound.high) or (bound.whole and not number.is_integer()):
+        kind = "a whole number" if bound.whole else "a number"
+        raise ConfigError(f"{variable}={value!r}: expected {kind} from {bound.low:g} to {bound.high:g} {bound.unit}")
     return number
 
 
@@ -265,6 +306,41 @@ def _optional_number(variable: str, value: str) -> float | None:
 def _optional_int(variable: str, value: str) -> int | None:
     number = _optional_number(variable, value)
     return None if number is None else int(number)
+
+
+def _template(variable: str, value: str) -> str:
+    """A name template whose fields are known ({step}, {env}, {client_id}) and required ones present, else a
+    ConfigError naming it (str.format would fail later with a traceback, or fill {0} from nothing)."""
+    required, optional = TEMPLATE_FIELDS[variable]
+    allowed = " and ".join(f"{{{name}}}" for name in (*required, *optional))
+    fix = f"use {allowed}, e.g. {DEFAULTS[variable]}"
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(value)]
+    except ValueError as err:
+        raise ConfigError(f"{variable}={value!r}: not a name template ({err}); {fix}") from err
+    for name, spec, conversion in fields:
+        if name is not None and (name not in (*required, *optional) or spec or conversion):
+            field = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ConfigError(f"{variable}={value!r}: unknown field {{{field}}}; {fix}")
+    missing = [name for name in required if name not in {field for field, _, _ in fields}]
+    if missing:
+        raise ConfigError(f"{variable}={value!r}: lacks {{{missing[0]}}}, so names would collide; {fix}")
+    return value
+
+
+def _function_secrets(path: Path | None) -> list[dict[str, str]]:
+    """The functions' variables in the env-vars file (LOCAL_ENV_VARS), as strings, for masking; a file that is not
+    JSON (nested too deeply too) is a ConfigError; a missing or misshapen one is left to the local runtime to name."""
+    try:
+        text = path.read_text(encoding="utf-8") if path else "{}"
+    except (OSError, UnicodeDecodeError):
+        return []
+    try:
+        document: Any = parse_json(text)
+    except ValueError as err:
+        raise ConfigError(f"LOCAL_ENV_VARS: {path}: not JSON ({err}); fix the file or the setting") from err
+    blocks = document.values() if isinstance(document, dict) else ()
+    return [{str(k): str(v) for k, v in block.items()} for block in blocks if isinstance(block, dict)]
 
 
 def _existing_file(root: Path, value: str) -> Path | None:
@@ -382,6 +458,8 @@ def load_settings(
     merged.update({k: v for k, v in environ.items() if k in DEFAULTS})
     merged.update({k: v for k, v in (flags or {}).items() if v is not None and k in DEFAULTS})
     env = validate_env(merged["VECTORA_ENV"])
+    templates = {variable: _template(variable, merged[variable]) for variable in TEMPLATE_FIELDS}
+    env_vars = _existing_file(root, merged["LOCAL_ENV_VARS"])
     handlers = {step: _handler_spec(root, handler_variable(step), merged[handler_variable(step)]) for step in STEPS}
     return Settings(
         root=root,
@@ -390,17 +468,19 @@ def load_settings(
         region=merged["AWS_REGION"],
         profiles=_profiles((flags or {}).get("AWS_PROFILE"), merged, environ),
         credentials=_credentials(merged),
-        function_name_template=merged["FUNCTION_NAME_TEMPLATE"],
-        config_bucket_template=merged["CONFIG_BUCKET_TEMPLATE"],
-        data_bucket_template=merged["DATA_BUCKET_TEMPLATE"],
-        newsletters_bucket_template=merged["NEWSLETTERS_BUCKET_TEMPLATE"],
-        config_key_template=merged["CONFIG_KEY_TEMPLATE"],
+        function_name_template=templates["FUNCTION_NAME_TEMPLATE"],
+        config_bucket_template=templates["CONFIG_BUCKET_TEMPLATE"],
+        data_bucket_template=templates["DATA_BUCKET_TEMPLATE"],
+        newsletters_bucket_template=templates["NEWSLETTERS_BUCKET_TEMPLATE"],
+        config_key_template=templates["CONFIG_KEY_TEMPLATE"],
         lambda_read_timeout=_number("LAMBDA_READ_TIMEOUT", merged["LAMBDA_READ_TIMEOUT"]),
         e2e_timeout=_number("E2E_TIMEOUT", merged["E2E_TIMEOUT"]),
         progress_interval=_number("PROGRESS_INTERVAL", merged["PROGRESS_INTERVAL"]),
         confirm_prod=_flag(merged["CONFIRM_PROD"]),
         publish_runs=_flag(merged["PUBLISH_RUNS"]),
-        secrets=secret_values([dotenv, environ], not_secret=DEFAULTS.keys() - CREDENTIAL_VARIABLES),
+        secrets=secret_values(
+            [dotenv, environ, *_function_secrets(env_vars)], not_secret=DEFAULTS.keys() - CREDENTIAL_VARIABLES
+        ),
         allocation_envs=tuple(validate_env(e.strip()) for e in merged["ALLOCATION_ENVS"].split(",") if e.strip()),
         endpoints={
             service: _endpoint(variable, merged[variable])
@@ -411,7 +491,7 @@ def load_settings(
         local_aws_port=parse_port(merged["LOCAL_AWS_PORT"]),
         local_lambda_timeout=_optional_number("LOCAL_LAMBDA_TIMEOUT", merged["LOCAL_LAMBDA_TIMEOUT"]),
         local_lambda_memory_mb=_optional_int("LOCAL_LAMBDA_MEMORY", merged["LOCAL_LAMBDA_MEMORY"]),
-        local_env_vars=_existing_file(root, merged["LOCAL_ENV_VARS"]),
+        local_env_vars=env_vars,
         local_lambda_concurrency=int(_number("LOCAL_LAMBDA_CONCURRENCY", merged["LOCAL_LAMBDA_CONCURRENCY"])),
         local_lambda_idle_seconds=_number("LOCAL_LAMBDA_IDLE_SECONDS", merged["LOCAL_LAMBDA_IDLE_SECONDS"]),
         local_lambda_env_cache=(root / merged["LOCAL_LAMBDA_ENV_CACHE"]).resolve(),

@@ -155,7 +155,7 @@ class FaultLambda:
                 pass
 
             def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
                     self.send_header(key, value)
@@ -239,6 +239,8 @@ class FaultLambda:
                     payload = {"statusCode": 200, "body": {"status": "error", "error": "all sources failed"}}
                 elif behaviour == "status_500":
                     payload = {"statusCode": 500, "body": {"error": "ValueError", "message": "boom"}}
+                elif behaviour == "deep":  # an answer nested 30,000 deep: more than any JSON walk can recurse
+                    payload = b"[" * 30000 + b"]" * 30000
                 elif behaviour == "no_items":
                     payload = {"statusCode": 200, "body": {"status": "no_items", "items_selected": 0}}
                 else:

@@ -35,6 +35,7 @@ from botocore.exceptions import (
 
 from tasks.concurrency import all_at_once
 from tasks.errors import EnvironmentProblem, OutcomeUnknown, StepFailed, TooLarge, ToolkitError
+from tasks.json_documents import TooDeep, parse_json
 from tasks.pipeline.records import Invocation
 from tasks.pipeline.report_line import decode_log_tail
 
@@ -313,7 +314,9 @@ def invoke(
             sleep(2 ** (attempt - 1))
     raw = answer["Payload"].read()
     try:
-        payload: Any = json.loads(raw) if raw else None
+        payload: Any = parse_json(raw, allow_nan=True) if raw else None
+    except TooDeep as err:  # kept whole, it would break every walk over the record
+        payload = f"(an answer of {len(raw)} bytes, not kept: its JSON is {err})"
     except ValueError:
         payload = raw.decode("utf-8", "replace")
     return Invocation(

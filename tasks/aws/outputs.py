@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,14 +12,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.aws.clients import aws_errors, describe_error, is_missing
 from tasks.contexts.files import write_atomic
+from tasks.pipeline.checks import NEWSLETTER_FILES
 from tasks.pipeline.records import OutputCheck, StepResult
 from tasks.pipeline.runner import Verifier
 from tasks.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-NEWSLETTER_FILES = {"markdown": "newsletter.md", "json": "newsletter.json", "manifest": "manifest.json"}
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -119,13 +119,20 @@ class OutputReader:
         return self.fetched[uri]
 
     def save(self, checks: Iterable[OutputCheck], folder: Path) -> list[Path]:
-        """Write each verified output into folder/<step>/<file name>; return the paths written."""
+        """Write each verified output into folder/<step>/<file name>; return the paths written.
+
+        If one cannot be written (a full disk), none is kept: no half set of outputs, and their room goes to the
+        run's record."""
         written = []
-        for check in checks:
-            if not check.ok:
-                continue
-            target = folder / check.step / check.uri.rsplit("/", 1)[-1]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, self(check.uri))
-            written.append(target)
+        try:
+            for check in checks:
+                if not check.ok:
+                    continue
+                target = folder / check.step / check.uri.rsplit("/", 1)[-1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(target, self(check.uri))
+                written.append(target)
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return written

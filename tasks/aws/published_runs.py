@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from tasks.aws.clients import aws_errors, error_code, read_limited
-from tasks.contexts.files import parse_json
 from tasks.contexts.records import RunSummary
 from tasks.contexts.runs import RunFolder, summarize
 from tasks.contexts.store import client_id_order
 from tasks.errors import TooLarge, brief
+from tasks.json_documents import parse_json
 from tasks.pipeline.records import RunRecord, run_problem
 from tasks.settings import Settings
 

@@ -21,11 +21,12 @@ from tasks.signals import interrupted_code
 
 
 def _mask_secrets_in_output() -> None:
-    """Mask the values of secret-named variables (.env and environment) in everything this process prints."""
+    """Mask the values of secret-named variables (.env, environment, the functions' env-vars file) and show control
+    characters as escapes in everything this process prints."""
     try:
         secrets = load_settings(ROOT).secrets
     except ToolkitError:
-        return  # the command reports the broken setting itself
+        secrets = ()  # the command reports the broken setting itself
     sys.stdout = RedactingStream(sys.stdout, secrets)
     sys.stderr = RedactingStream(sys.stderr, secrets)
 
@@ -48,10 +49,10 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code. A failing command's last line is `exit N: meaning`."""
+    _mask_secrets_in_output()  # argparse's own messages echo what was typed: they go through it too
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = COMMANDS[(args.command, getattr(args, "context_command", None))]
-    _mask_secrets_in_output()
     try:
         code = handler(args)
     except (ToolkitError, OSError) as err:

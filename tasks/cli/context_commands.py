@@ -15,6 +15,7 @@ from tasks.contexts.store import BrokenContext, Context, default_purpose, utc_no
 from tasks.errors import EXIT_PASSED, ToolkitError
 from tasks.interface import for_interface
 from tasks.settings import DEFAULT_SOURCE, ENVS, Settings, load_settings
+from tasks.visible import visible
 
 
 def _allocation_envs(settings: Settings) -> dict[str, bool]:
@@ -72,9 +73,7 @@ def context_new_command(args: argparse.Namespace) -> int:
 
 def _one_line(text: str, width: int) -> str:
     """text on one line, control characters escaped (an ESC is shown as \\x1b, never sent to the terminal)."""
-    text = " ".join(text.split())
-    if not text.isprintable():  # the common case skips this character-by-character pass
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    text = visible(" ".join(text.split()), keep="")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

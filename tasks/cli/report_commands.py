@@ -14,6 +14,7 @@ from tasks.contexts.store import validate_client_id
 from tasks.errors import EXIT_PASSED, UsageError
 from tasks.pipeline.records import RunRecord
 from tasks.settings import load_settings
+from tasks.visible import visible
 
 
 def report_command(args: argparse.Namespace) -> int:
@@ -44,7 +45,7 @@ def report_command(args: argparse.Namespace) -> int:
             else settings.contexts_dir / "reports" / ("compare-" + "-".join(args.words[1:]) + ".html")
         )
         html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_compare_html(records), encoding="utf-8")
+        html.write_text(visible(render_compare_html(records)), encoding="utf-8")
         print(f"html: {os.path.relpath(html)}")
         return EXIT_PASSED
     if args.client_id is not None:

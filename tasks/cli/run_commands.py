@@ -21,10 +21,10 @@ from tasks.cli.common import (
     print_step,
 )
 from tasks.cli.context_commands import create_context
-from tasks.contexts.files import parse_json
 from tasks.contexts.store import Context, utc_now, validate_client_id
 from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError, UsageError
 from tasks.interface import for_interface
+from tasks.json_documents import parse_json
 from tasks.settings import STEPS, Settings, load_settings
 from tasks.signals import interrupted_code
 

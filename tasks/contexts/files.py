@@ -7,11 +7,12 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from tasks.errors import Busy, ConfigError
+from tasks.json_documents import json_bytes
 
 
 def _umask() -> int:
@@ -24,8 +25,8 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file; mkstemp's 0600 would hide reports from the group
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write data to path so readers see the old file or the new one, never half of either."""
+def _stage(path: Path, data: bytes) -> str:
+    """data written and synced to a new temporary file beside path (removed again if that fails); its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -33,28 +34,40 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        os.unlink(tmp)
         raise
+    return tmp
+
+
+@contextlib.contextmanager
+def staged(files: Mapping[Path, bytes]) -> Iterator[None]:
+    """Write every file beside its path first; when the block succeeds, rename each into place, else remove them.
+
+    So a full disk at any point leaves every one of the files as it was (a rename takes no space).
+    """
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            temps.append((_stage(path, data), path))
+        yield
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write data to path so readers see the old file or the new one, never half of either."""
+    with staged({path: data}):
+        pass
 
 
 def write_json(path: Path, document: Any) -> None:
     """Write document as indented JSON, atomically."""
-    write_atomic(path, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed: strict JSON parsers reject it")
-
-
-def parse_json(text: str) -> Any:
-    """Strict JSON: NaN and Infinity refused; nesting too deep for the parser is a ValueError, not a RecursionError."""
-    try:
-        return json.loads(text, parse_constant=_no_constant)
-    except RecursionError as err:
-        raise ValueError("nested too deeply") from err
+    write_atomic(path, json_bytes(document))
 
 
 def read_json(path: Path) -> Any:

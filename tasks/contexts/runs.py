@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -10,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.contexts.files import run_lock, write_atomic, write_json
+from tasks.contexts.files import run_lock, staged, write_atomic
+from tasks.json_documents import json_bytes, json_safe
 from tasks.contexts.records import RunSummary
 from tasks.contexts.store import Context, ContextStore
 from tasks.errors import EXIT_MEANINGS, ToolkitError, as_toolkit_error
@@ -23,6 +26,7 @@ from tasks.reports.format import About
 from tasks.reports.markdown import render_markdown
 from tasks.reports.workflow_log import render_workflow_log
 from tasks.signals import interrupted_code
+from tasks.visible import visible
 
 
 def new_run_id(now: datetime, env: str) -> str:
@@ -61,10 +65,14 @@ class RunFolder:
         return {p.stem: p for p in sorted(self.logs.glob("*.log"))}
 
 
-def write_reports(folder: RunFolder, record: RunRecord, context: Context, secrets: tuple[str, ...] = ()) -> list[Path]:
-    """Render report.md, report.html, junit.xml and workflow.log from the record; return their paths.
+def render_reports(
+    folder: RunFolder, record: RunRecord, context: Context, secrets: tuple[str, ...] = ()
+) -> dict[Path, bytes]:
+    """report.md, report.html, junit.xml and workflow.log rendered from the record, by path.
 
     The record comes masked; the saved logs and the purpose are masked here, and so is what each renderer made of them.
+    Control characters of foreign text are shown as escapes (tasks/visible.py): XML and HTML stay well-formed, and
+    nothing reaches a terminal raw when a file is printed.
     """
     forms = secret_forms(secrets)
     logs = folder.full_logs()
@@ -79,9 +87,15 @@ def write_reports(folder: RunFolder, record: RunRecord, context: Context, secret
             record, {s: redact(p.read_text(errors="replace"), forms) for s, p in logs.items()}
         ),
     }
-    for name, text in rendered.items():
-        write_atomic(folder.path / name, redact(text, forms).encode("utf-8"))
-    return [folder.path / name for name in rendered]
+    return {folder.path / name: visible(redact(text, forms)).encode("utf-8") for name, text in rendered.items()}
+
+
+def write_reports(folder: RunFolder, record: RunRecord, context: Context, secrets: tuple[str, ...] = ()) -> list[Path]:
+    """Write the reports rendered from the record (render_reports); return their paths."""
+    files = render_reports(folder, record, context, secrets)
+    for path, data in files.items():
+        write_atomic(path, data)
+    return list(files)
 
 
 def summarize(record: RunRecord) -> RunSummary:
@@ -114,23 +128,40 @@ class RunRecorder:
         self.secrets = secrets
 
     def _masked(self, record: RunRecord) -> RunRecord:
-        """The record with every secret value masked (in errors, bodies, log tails...), as it is written."""
-        return RunRecord.from_json(mask(record.to_json(), secret_forms(self.secrets)))
+        """The record as it is written: every secret value masked (in errors, bodies, log tails...), and every number
+        JSON cannot hold (an answer's 1e999) a string, with a note saying where."""
+        found: list[str] = []
+        document = json_safe(mask(record.to_json(), secret_forms(self.secrets)), found=found)
+        if found:
+            shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+            note = f"numbers JSON cannot hold (NaN, Infinity) were written as strings: {shown}"
+            document["notes"] = [*document["notes"], note]
+        return RunRecord.from_json(document)
 
     def start(self, record: RunRecord) -> None:
-        """Create the folder and record the run as running."""
+        """Create the folder and record the run as running; if that fails (a full disk), nothing is left of it."""
         record = self._masked(record)
         self.folder.path.mkdir(parents=True)
-        write_json(self.folder.run_json, record.to_json())
-        self._record_in_context(record)
+        try:
+            with staged({self.folder.run_json: json_bytes(record.to_json())}):
+                self._record_in_context(record)
+        except BaseException:
+            shutil.rmtree(self.folder.path, ignore_errors=True)
+            raise
 
-    def finish(self, record: RunRecord) -> None:
-        """Write the final run.json and the reports rendered from it, then the context's records."""
+    def finish(self, record: RunRecord, reports: bool = True) -> None:
+        """Write the final run.json, the reports rendered from it (unless not reports) and the context's records.
+
+        All are written aside first and renamed into place once the context's record is written: a full disk at any
+        point leaves run.json and context.json saying the same (the run's start), never half of a new story.
+        """
         record = self._masked(record)
         self.folder.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.folder.run_json, record.to_json())
-        write_reports(self.folder, record, self.context, self.secrets)
-        self._record_in_context(record)
+        files = {self.folder.run_json: json_bytes(record.to_json())}
+        if reports:
+            files |= render_reports(self.folder, record, self.context, self.secrets)
+        with staged(files):
+            self._record_in_context(record)
 
     def _record_in_context(self, record: RunRecord) -> None:
         summary = summarize(record)
@@ -226,4 +257,17 @@ def recorded_run(
                 exit_code=problem.exit_code,
             )
         finally:
-            recorder.finish(run.record)
+            try:
+                recorder.finish(run.record)
+            except OSError as err:  # a full disk: record the run as failed for it, in the small files alone if they fit
+                problem = as_toolkit_error(err)
+                run.record = replace(
+                    run.record,
+                    status="failed",
+                    finished_at=run.record.finished_at or clock().isoformat(),
+                    error=str(problem),
+                    exit_code=problem.exit_code,
+                )
+                with contextlib.suppress(OSError):
+                    recorder.finish(run.record, reports=False)
+                raise problem from err

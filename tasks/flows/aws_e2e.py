@@ -23,6 +23,7 @@ from tasks.pipeline.checks import CheckResult, Expectations, load_expectations
 from tasks.pipeline.records import Invocation, OutputCheck, RunRecord, StepResult
 from tasks.pipeline.runner import Runner
 from tasks.settings import STEPS, Settings
+from tasks.visible import visible
 
 FOREIGN_NOTE = "config not this context's"
 
@@ -259,5 +260,5 @@ class AwsE2E:
             )
             if text:
                 folder.mkdir(parents=True, exist_ok=True)
-                masked = redact(text, secret_forms(self.settings.secrets))
+                masked = visible(redact(text, secret_forms(self.settings.secrets)))
                 write_atomic(folder / f"{step.step}.log", masked.encode("utf-8"))

@@ -7,7 +7,6 @@ file beside the template (`contexts/templates/<template>.expect.yaml`), copied i
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from tasks.errors import ConfigError
+from tasks.json_documents import parse_json
 
 LEVELS = ("fail", "warn")
 EXPECT_FILE = "expect.yaml"
@@ -32,6 +32,14 @@ class Rule:
     bound: str | None = None
     limit: float | None = None
 
+
+NEWSLETTER_FILES = {"markdown": "newsletter.md", "json": "newsletter.json", "manifest": "manifest.json"}
+# The files each step must write (their S3 keys' last part), in the order they are checked.
+OUTPUT_FILES = {
+    "ingest": ("items.json",),
+    "normalize-score": ("items.json",),
+    "newsletter": (*NEWSLETTER_FILES.values(),),
+}
 
 # (step, check) -> default rule; the order is the order checks are reported in.
 DEFAULT_RULES: dict[tuple[str, str], Rule] = {
@@ -203,8 +211,8 @@ def _parse_json(content: bytes | None) -> Any:
     if content is None:
         return None
     try:
-        return json.loads(content)
-    except ValueError:
+        return parse_json(content, allow_nan=True)
+    except ValueError:  # not JSON, or nested too deeply: the check says what it expected
         return None
 
 

@@ -5,10 +5,10 @@ Pure: README "What a step passed means" lists the rules.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
+from tasks.json_documents import parse_json
 from tasks.pipeline.records import Invocation, StepResult
 from tasks.pipeline.report_line import parse_report
 
@@ -25,8 +25,8 @@ def _body(payload: Any) -> Any:
     body = payload.get("body") if isinstance(payload, dict) else None
     if isinstance(body, str):
         try:
-            return json.loads(body)
-        except ValueError:
+            return parse_json(body, allow_nan=True)
+        except ValueError:  # not JSON, or nested too deeply: judged as the text it is
             return body
     return body
 

@@ -41,7 +41,7 @@ def test_make_local_e2e_creates_a_context_and_passes(clone: Path) -> None:
         assert (report.parent / name).stat().st_size > 0
         assert stat.S_IMODE((report.parent / name).stat().st_mode) == 0o666 & ~umask, name  # the umask, not 0600
     suite = ET.parse(report.parent / "junit.xml").getroot().find("testsuite")
-    assert len(suite.findall("testcase")) == 3 + 5 + 13 and suite.get("failures") == "0"
+    assert len(suite.findall("testcase")) == 1 + 3 + 5 + 13 and suite.get("failures") == "0"  # run, per step
     assert "# E2E run" in (clone / "step-summary.md").read_text()  # GITHUB_STEP_SUMMARY got the report
 
 

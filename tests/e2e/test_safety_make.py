@@ -227,9 +227,11 @@ def test_a_dotenv_that_is_not_utf8_names_file_and_line(clone: Path) -> None:
     [
         ('{"period_days": NaN}', "NaN is not allowed"),
         ('{"period_days": Infinity}', "Infinity is not allowed"),
+        ('{"period_days": 1e999}', "1e999 is too large for a number"),
         ("[" * 20_000 + "]" * 20_000, "nested too deeply"),
+        ("[" * 200 + "]" * 200, "nested too deeply (more than 100 levels)"),  # parsed, then too deep to walk
     ],
-    ids=["nan", "infinity", "nested"],
+    ids=["nan", "infinity", "overflow", "nested", "nested-200"],
 )
 def test_payloads_strict_parsers_would_reject_are_refused(clone: Path, payload: str, problem: str) -> None:
     client_id = new_context(clone)

@@ -157,7 +157,8 @@ def test_a_swallowed_failure_answering_success_fails_on_its_data(
     assert failed_check in {c.name for c in record.checks if not c.ok}
     assert sum(rig.executions(s) for s in STEPS) == len(record.steps)
     junit = (rig.context.runs_dir / record.run_id / "junit.xml").read_text()
-    assert f"check {record.steps[-1].step} {failed_check}" in junit and 'type="DataCheck"' in junit
+    testcase = f'classname="vectora_e2e.dev.{record.steps[-1].step}" name="check {failed_check}"'
+    assert testcase in junit and 'type="DataCheck"' in junit
 
 
 def test_a_dry_run_payload_skips_output_checks_and_says_so(rig: Rig) -> None:

@@ -26,6 +26,7 @@ from tasks.reports.html import render_compare_html, render_html
 from tasks.reports.junit import render_junit
 from tasks.reports.markdown import ContextRow, render_compare, render_markdown, render_summary
 from tasks.reports.workflow_log import render_workflow_log
+from tasks.visible import visible
 from tests.conftest import FIXTURES
 
 START = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -156,20 +157,61 @@ def test_a_record_with_nothing_known_renders_everywhere() -> None:
     assert "n/a" in render_markdown(empty)
 
 
-def test_junit_has_a_testcase_per_step_and_check_and_marks_failures() -> None:
-    root = ET.fromstring(render_junit(failed_record()))
-    suite = root.find("testsuite")
-    cases = suite.findall("testcase")
-    assert [c.get("name").split(" (")[0] for c in cases][:3] == [
-        "step 1 ingest",
-        "step 2 normalize-score",
-        "step 3 newsletter",
+def cases_of(xml: str) -> dict[tuple[str, str], ET.Element]:
+    return {(c.get("classname"), c.get("name")): c for c in ET.fromstring(xml).find("testsuite").findall("testcase")}
+
+
+def test_junit_lists_every_testcase_of_every_step_and_counts_a_failure_once() -> None:
+    record = failed_record()
+    suite = ET.fromstring(render_junit(record)).find("testsuite")
+    cases = cases_of(render_junit(record))
+    assert list(cases)[:3] == [
+        ("vectora_e2e.dev", "run"),
+        ("vectora_e2e.dev.ingest", "answer"),
+        ("vectora_e2e.dev.ingest", "output items.json"),
     ]
-    assert len(cases) == 3 + 1 and suite.get("tests") == "4"
-    assert (suite.get("failures"), suite.get("skipped")) == ("1", "1")
-    assert "boom" in cases[1].find("failure").get("message")
-    assert cases[2].find("skipped") is not None
-    assert all(float(c.get("time")) >= 0 for c in cases) and float(suite.get("time")) > 0
+    assert len(cases) == 1 + 3 + 5 + 13 and suite.get("tests") == str(len(cases))  # run, answers, outputs, checks
+    failure = cases[("vectora_e2e.dev.normalize-score", "answer")].find("failure")
+    assert (suite.get("failures"), suite.get("errors")) == ("1", "0") and "boom" in failure.get("message")
+    assert cases[("vectora_e2e.dev.newsletter", "answer")].find("skipped").get("message") == (
+        "not reached: step normalize-score did not pass"
+    )
+    assert cases[("vectora_e2e.dev.normalize-score", "check items_curated")].find("skipped") is not None
+    assert suite.get("skipped") == str(sum(c.find("skipped") is not None for c in cases.values()))
+    assert all(float(c.get("time")) >= 0 for c in cases.values()) and float(suite.get("time")) > 0
+
+
+def test_a_step_failed_by_its_check_fails_that_check_alone() -> None:
+    record = real_record()
+    check = CheckResult("newsletter", "items_selected", 0, ">= 1", "fail", False, "items_selected: 0, expected >= 1")
+    failed = replace(record.steps[2], status="failed", error="data check items_selected failed")
+    record = replace(record, status="failed", steps=(*record.steps[:2], failed), checks=(check,), exit_code=1)
+    suite = ET.fromstring(render_junit(record)).find("testsuite")
+    cases = cases_of(render_junit(record))
+    assert suite.get("failures") == "1" and cases[("vectora_e2e.dev.newsletter", "answer")].find("failure") is None
+    assert cases[("vectora_e2e.dev.newsletter", "check items_selected")].find("failure").get("message") == check.message
+
+
+def test_a_run_that_failed_before_any_step_is_one_error_on_the_run_testcase() -> None:
+    record = replace(real_record(), status="failed", steps=(), outputs=(), error="function x not found", exit_code=3)
+    suite = ET.fromstring(render_junit(record)).find("testsuite")
+    assert (suite.get("failures"), suite.get("errors")) == ("0", "1")
+    assert cases_of(render_junit(record))[("vectora_e2e.dev", "run")].find("error").get("message") == (
+        "function x not found"
+    )
+
+
+def test_junit_names_hold_no_run_values_and_xml_stays_well_formed_for_any_text() -> None:
+    hostile = "\x1b[31mred\x1b[0m \x07 bell \x00 nul \x9b csi \ud800 lone \ufffe"
+    record = replace(failed_record(), client_id="lai_weekly_v77", run_id="20270101T000000Z-dev-ffff")
+    broken = replace(record.steps[1], error=hostile, log_tail=hostile)
+    record = replace(record, steps=(record.steps[0], broken), error=hostile)
+    xml = visible(render_junit(record))
+    root = ET.fromstring(xml.encode("utf-8"))  # well-formed, whatever the Lambda said
+    assert set(cases_of(xml)) == set(cases_of(render_junit(failed_record())))
+    names = " ".join(f"{c} {n}" for c, n in cases_of(xml))
+    assert "lai_weekly" not in names and "2026" not in names and "-v2-" not in names
+    assert "\\x1b[31mred" in root.find("testsuite/testcase[@classname='vectora_e2e.dev.normalize-score']/failure").text
 
 
 class PageParser(HTMLParser):

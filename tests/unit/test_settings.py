@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,81 @@ def test_dotenv_example_documents_every_variable() -> None:
 
     example = (REPO / ".env.example").read_text()
     assert [name for name in DEFAULTS if f"# {name}=" not in example] == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("FUNCTION_NAME_TEMPLATE", "{nope}", "unknown field {nope}"),
+        ("FUNCTION_NAME_TEMPLATE", "fn-{env}", "lacks {step}"),
+        ("CONFIG_KEY_TEMPLATE", "clients/{client_id", "not a name template"),
+        ("CONFIG_KEY_TEMPLATE", "clients/x.yaml", "lacks {client_id}"),
+        ("DATA_BUCKET_TEMPLATE", "{0}", "unknown field {0}"),
+        ("DATA_BUCKET_TEMPLATE", "data-{}", "unknown field {}"),
+        ("NEWSLETTERS_BUCKET_TEMPLATE", "n-{env!r}", "unknown field {env!r}"),
+        ("CONFIG_BUCKET_TEMPLATE", "c-{env.__class__}", "unknown field {env.__class__}"),
+    ],
+)
+def test_a_malformed_name_template_is_refused_naming_it(tmp_path: Path, variable: str, value: str, said: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable}=") as refused:
+        load_settings(tmp_path, environ={variable: value})
+    assert said in str(refused.value)
+
+
+def test_name_templates_with_literal_braces_and_without_env_are_accepted(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, environ={"FUNCTION_NAME_TEMPLATE": "{{x}}-{step}", "DATA_BUCKET_TEMPLATE": "d"})
+    assert settings.function_name("ingest") == "{x}-ingest" and settings.data_bucket() == "d"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LOCAL_LAMBDA_MEMORY", "nan"),
+        ("LOCAL_LAMBDA_MEMORY", "64"),
+        ("LOCAL_LAMBDA_MEMORY", "512.5"),
+        ("LOCAL_LAMBDA_CONCURRENCY", "inf"),
+        ("LOCAL_LAMBDA_CONCURRENCY", "0"),
+        ("LOCAL_LAMBDA_IDLE_SECONDS", "1e-9"),
+        ("LOCAL_LAMBDA_TIMEOUT", "inf"),
+        ("LOCAL_LAMBDA_TIMEOUT", "901"),
+        ("LAMBDA_READ_TIMEOUT", "-1"),
+        ("E2E_TIMEOUT", "1e999"),
+        ("PROGRESS_INTERVAL", "0"),
+        ("LOCAL_EVENT_RETRY_DELAY", "soon"),
+    ],
+)
+def test_a_numeric_setting_outside_its_range_is_refused_with_the_range(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^{variable}='{re.escape(value)}': expected a (whole )?number from \S+ to"):
+        load_settings(tmp_path, environ={variable: value})
+
+
+def test_numeric_settings_at_their_bounds_are_accepted(tmp_path: Path) -> None:
+    settings = load_settings(
+        tmp_path,
+        environ={"LOCAL_LAMBDA_MEMORY": "128", "LOCAL_LAMBDA_CONCURRENCY": "1e3", "LOCAL_LAMBDA_IDLE_SECONDS": "0.1"},
+    )
+    assert (settings.local_lambda_memory_mb, settings.local_lambda_concurrency) == (128, 1000)
+    assert settings.local_lambda_idle_seconds == 0.1
+
+
+def test_secret_named_variables_of_the_functions_env_vars_file_are_secrets(tmp_path: Path) -> None:
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text(
+        json.dumps(
+            {
+                "Parameters": {"PARTNER_API_KEY": "partner-key-123", "LOG_LEVEL": "DEBUGGING"},
+                "ingest": {"PIN_PASSWORD": 12345678},
+            }
+        )
+    )
+    secrets = load_settings(tmp_path, environ={"LOCAL_ENV_VARS": str(env_vars)}).secrets
+    assert "partner-key-123" in secrets and "12345678" in secrets and "DEBUGGING" not in secrets
+
+
+def test_an_env_vars_file_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text("{" + '"a": {' * 50_000 + "}" * 50_001)
+    with pytest.raises(ConfigError, match=r"^LOCAL_ENV_VARS: .*env\.json: not JSON \(nested too deeply"):
+        load_settings(tmp_path, environ={"LOCAL_ENV_VARS": str(env_vars)})
