@@ -12,6 +12,7 @@ from tasks.cli.context_commands import context_list_command, context_new_command
 from tasks.cli.parser import build_parser
 from tasks.cli.report_commands import report_command
 from tasks.cli.run_commands import aws_e2e_command, local_aws_command, local_e2e_command
+from tasks.cli.sfn_commands import sfn_deploy_command
 from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError, as_toolkit_error
 from tasks.interface import for_interface, print_exit_line
 from tasks.masking import RedactingStream
@@ -40,6 +41,7 @@ COMMANDS = {
     ("pull", None): pull_command,
     ("aws-e2e", None): aws_e2e_command,
     ("local-aws", None): local_aws_command,
+    ("sfn-deploy", None): sfn_deploy_command,
     ("report", None): report_command,
 }
 

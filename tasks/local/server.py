@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import socket
 import tempfile
@@ -54,7 +55,11 @@ def _respond(start_response: Callable[..., Any], status: str, body: bytes, heade
 
 def _error(start_response: Callable[..., Any], status: str, error_type: str, message: str) -> list[bytes]:
     body = json.dumps({"Type": "User", "message": message}).encode()
-    headers = {"Content-Type": "application/json", "x-amzn-ErrorType": error_type}
+    headers = {
+        "Content-Type": "application/json",
+        "x-amzn-ErrorType": error_type,
+        "x-amzn-RequestId": str(uuid.uuid4()),
+    }
     return _respond(start_response, status, body, headers)
 
 
@@ -198,6 +203,7 @@ class EmbeddedAws:
 
     def start(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)  # logs each path IsPresent misses
         remove_orphan_folders(Path(tempfile.gettempdir()))
         listener = self._listen()
         endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"  # the runtime needs it, moto's app does not
@@ -253,10 +259,14 @@ class EmbeddedAws:
         return listener
 
     def _reset_moto(self) -> None:
-        """Start from an empty S3: moto keeps its state per process."""
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST", data=b"")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+        """Start from an empty S3: moto keeps its state per process. Turn on moto's Step Functions executor, whose
+        Lambda tasks call boto3 at localhost:$MOTO_PORT: this server (one per process, as moto's state is)."""
+        os.environ["MOTO_PORT"] = self.endpoint.rsplit(":", 1)[1]
+        config = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
+        for path, body in (("/moto-api/reset", b""), ("/moto-api/config", config)):
+            request = urllib.request.Request(f"{self.endpoint}{path}", method="POST", data=body)
+            with urllib.request.urlopen(request, timeout=10):
+                pass
 
     def stop(self) -> None:
         """Stop serving, kill any handler still running, and free the port."""

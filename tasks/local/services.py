@@ -39,7 +39,7 @@ from tasks.local import bedrock_stub, sample_feeds
 from tasks.local.recordings import Exchange, RecordingStore
 from tasks.settings import Settings
 
-EMBEDDED_SERVICES = frozenset({"s3", "lambda", "logs"})
+EMBEDDED_SERVICES = frozenset({"s3", "lambda", "logs", "states"})  # states: moto's Step Functions
 CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
 QUERY_SCOPE = re.compile(
     r"X-Amz-Credential=[^&]*?(?:/|%2F)\d{8}(?:/|%2F)(?P<region>[^/%&]+)(?:/|%2F)(?P<service>[^/%&]+)"
