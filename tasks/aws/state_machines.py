@@ -5,6 +5,7 @@ Every error becomes one of ours (aws_errors); a state machine that does not exis
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,3 +73,13 @@ def history(sfn: SFNClient, arn: str) -> list[dict[str, Any]]:
     with aws_errors("states:GetExecutionHistory", arn):
         pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
         return [dict(event) for page in pages for event in page["events"]]
+
+
+def wait(sfn: SFNClient, arn: str, timeout_s: float, poll_s: float = 0.1) -> dict[str, Any]:
+    """DescribeExecution until the execution is no longer running (or timeout_s passed): its last description."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = describe_execution(sfn, arn)
+        if found["status"] != "RUNNING" or time.monotonic() > deadline:
+            return found
+        time.sleep(poll_s)
