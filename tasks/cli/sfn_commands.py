@@ -15,10 +15,11 @@ def sfn_deploy_command(args: argparse.Namespace) -> int:
     from tasks.sfn import templates
 
     settings = env_settings(args)
+    role = templates.role_arn(settings)  # before any AWS call: a missing setting says so, not missing credentials
     if not args.dry_run:
         confirm_prod(settings, args.yes, "deploy the state machine")
     sfn = client_factory(settings).sfn()
-    deploy = sfn_deploy.plan(settings, sfn, args.parallel)
+    deploy = sfn_deploy.plan(settings, sfn, args.parallel, role)
     where = f"custom endpoint {deploy.endpoint}" if deploy.endpoint else "AWS"
     print(f"state machine {deploy.name} on {settings.env} ({where})")
     diff = deploy.diff()

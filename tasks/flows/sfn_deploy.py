@@ -71,10 +71,9 @@ def folder(settings: Settings) -> Path:
     return settings.contexts_dir / "state-machines" / settings.env
 
 
-def plan(settings: Settings, sfn: SFNClient, parallel: int) -> DeployPlan:
-    """The generated state machine against the deployed one (DescribeStateMachine only)."""
+def plan(settings: Settings, sfn: SFNClient, parallel: int, role: str) -> DeployPlan:
+    """The generated state machine with its execution role against the deployed one (DescribeStateMachine only)."""
     document = definition.definition(settings, parallel)
-    role = templates.role_arn(settings)
     name = definition.state_machine_name(settings)
     arn = templates.state_machine_arn(settings.region, role, name)
     deployed = state_machines.describe(sfn, arn)

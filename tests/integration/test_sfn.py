@@ -48,7 +48,7 @@ def _run(settings: Settings, arn: str, client_ids: list[str], run_id: str) -> tu
 
 
 def _deployed(settings: Settings, parallel: int = 3) -> str:
-    plan = sfn_deploy.plan(settings, _sfn(settings), parallel)
+    plan = sfn_deploy.plan(settings, _sfn(settings), parallel, templates.LOCAL_ROLE_ARN)
     assert plan.action == "create"  # CreateStateMachine accepts the generated ASL
     return sfn_deploy.apply(_sfn(settings), plan)
 
@@ -104,10 +104,10 @@ def test_a_missing_function_is_caught_per_client_and_never_retried(dev: Settings
 
 def test_a_redeploy_diffs_then_updates_and_identical_is_nothing_to_do(dev: Settings) -> None:
     arn = _deployed(dev, parallel=3)
-    again = sfn_deploy.plan(dev, _sfn(dev), 3)
+    again = sfn_deploy.plan(dev, _sfn(dev), 3, templates.LOCAL_ROLE_ARN)
     assert again.action == "unchanged" and again.diff() == ""
-    changed = sfn_deploy.plan(dev, _sfn(dev), 5)
+    changed = sfn_deploy.plan(dev, _sfn(dev), 5, templates.LOCAL_ROLE_ARN)
     assert changed.action == "update"
     assert '-      "MaxConcurrency": 3,\n+      "MaxConcurrency": 5,\n' in changed.diff()
     assert sfn_deploy.apply(_sfn(dev), changed) == arn
-    assert sfn_deploy.plan(dev, _sfn(dev), 5).action == "unchanged"
+    assert sfn_deploy.plan(dev, _sfn(dev), 5, templates.LOCAL_ROLE_ARN).action == "unchanged"
