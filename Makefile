@@ -73,7 +73,11 @@ promote: $(READY)
 aws-e2e: $(READY)
 	@set -f; $(NOX) -s aws-e2e -- $(FLAG_CLIENT) $(FLAG_ENV) $${CLIENT_IDS:+--client-ids $$CLIENT_IDS} $${PARALLEL:+--parallel="$$PARALLEL"} $(FLAG_PAYLOAD) $${FROM:+--from="$$FROM"} $(FLAG_DRY_RUN) $${PUBLISH:+--publish} $${FORCE:+--force}
 
-.PHONY: local-aws  ## serve the embedded AWS (S3 + Lambda, every env's names) on 127.0.0.1 until Ctrl-C: [PORT=...]
+.PHONY: sfn-deploy  ## create or update ENV's Step Functions state machine (a diff first; prints its IAM): [PARALLEL=4] [DRY_RUN=1]
+sfn-deploy: $(READY)
+	@$(NOX) -s sfn-deploy -- $(FLAG_ENV) $${PARALLEL+--parallel="$$PARALLEL"} $(FLAG_DRY_RUN)
+
+.PHONY: local-aws  ## serve the embedded AWS (S3, Lambda, Step Functions; every env's names) on 127.0.0.1 until Ctrl-C: [PORT=...]
 local-aws: $(READY)
 	@$(NOX) -s local-aws -- $${PORT:+--port="$$PORT"}
 

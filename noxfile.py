@@ -227,6 +227,12 @@ def local_aws(session: nox.Session) -> None:
     _task(session, "local-aws")
 
 
+@nox.session(name="sfn-deploy", default=False)
+def sfn_deploy(session: nox.Session) -> None:
+    """Create or update an env's Step Functions state machine (a diff first): `-- --env dev [--dry-run]`."""
+    _task(session, "sfn-deploy")
+
+
 @nox.session(name="new-context", default=False)
 def new_context(session: nox.Session) -> None:
     """Create a context (burns a client_id); prints it: `-- [--template ...] [--purpose ...]`."""

@@ -25,6 +25,7 @@ COMMANDS = {
     "report": "report",
     "contexts": "context list",
     "new-context": "context new",
+    "sfn-deploy": "sfn-deploy",
 }
 RENAMED = {"context": "new-context"}  # `make context` asks for confirmation now: hints name the new target
 # A make variable -> its option; the boolean ones take no value.
@@ -36,6 +37,7 @@ OPTIONS = {
     "PURPOSE": "--purpose",
     "FORCE": "--force",
     "DRY_RUN": "--dry-run",
+    "PARALLEL": "--parallel",
 }
 SWITCHES = {"FORCE", "DRY_RUN"}
 MAKE_COMMAND = re.compile(r"`make ([a-z][a-z0-9-]*)((?: [A-Z_]+=[^\s`]*)*)`")

@@ -33,7 +33,7 @@ MAX_PORT = 65535
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 DOTENV_VARIABLE = "VECTORA_DOTENV"  # another .env to read instead of the repository's (tests: none)
 # boto3 service name -> the suffix of its AWS_ENDPOINT_URL_<SERVICE> variable.
-SERVICES = {"s3": "S3", "lambda": "LAMBDA", "logs": "CLOUDWATCH_LOGS"}
+SERVICES = {"s3": "S3", "lambda": "LAMBDA", "logs": "CLOUDWATCH_LOGS", "stepfunctions": "SFN"}
 # What a local handler's calls beyond the embedded S3 may do, per service (LOCAL_SERVICES): "bedrock", "http" (the
 # web), and "*" for every other AWS service (a named one, e.g. sqs=passthrough, takes the modes of "*").
 SERVICE_MODES = {
@@ -59,6 +59,8 @@ DEFAULTS: dict[str, str] = {
     "DATA_BUCKET_TEMPLATE": "vectora-inbox-data-{env}",
     "NEWSLETTERS_BUCKET_TEMPLATE": "vectora-inbox-newsletters-{env}",
     "CONFIG_KEY_TEMPLATE": "clients/{client_id}.yaml",
+    "STATE_MACHINE_NAME_TEMPLATE": "vectora-inbox-e2e-v2-{env}",
+    "SFN_ROLE_ARN": "",
     "LAMBDA_READ_TIMEOUT": "910",
     "E2E_TIMEOUT": "2700",
     "PROGRESS_INTERVAL": "30",
@@ -68,6 +70,7 @@ DEFAULTS: dict[str, str] = {
     "AWS_ENDPOINT_URL_S3": "",
     "AWS_ENDPOINT_URL_LAMBDA": "",
     "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": "",
+    "AWS_ENDPOINT_URL_SFN": "",
     "LOCAL_AWS_PORT": "0",
     "PUBLISH_RUNS": "",
     "LOCAL_LAMBDA_TIMEOUT": "",
@@ -162,6 +165,8 @@ class Settings:
     data_bucket_template: str
     newsletters_bucket_template: str
     config_key_template: str
+    state_machine_name_template: str
+    sfn_role_arn: str  # the state machine's execution role ("" : none set)
     lambda_read_timeout: float
     e2e_timeout: float
     progress_interval: float
@@ -473,6 +478,8 @@ def load_settings(
         data_bucket_template=templates["DATA_BUCKET_TEMPLATE"],
         newsletters_bucket_template=templates["NEWSLETTERS_BUCKET_TEMPLATE"],
         config_key_template=templates["CONFIG_KEY_TEMPLATE"],
+        state_machine_name_template=merged["STATE_MACHINE_NAME_TEMPLATE"],
+        sfn_role_arn=merged["SFN_ROLE_ARN"].strip(),
         lambda_read_timeout=_number("LAMBDA_READ_TIMEOUT", merged["LAMBDA_READ_TIMEOUT"]),
         e2e_timeout=_number("E2E_TIMEOUT", merged["E2E_TIMEOUT"]),
         progress_interval=_number("PROGRESS_INTERVAL", merged["PROGRESS_INTERVAL"]),

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_stepfunctions import SFNClient
 
 INVOKE_MARGIN_S = 30
 INVOKE_ATTEMPTS = 4
@@ -154,6 +155,10 @@ class ClientFactory:
     def logs(self) -> CloudWatchLogsClient:
         with self._lock:
             return self._client("logs")
+
+    def sfn(self) -> SFNClient:
+        with self._lock:
+            return self._client("stepfunctions")
 
     def lambda_(self, read_timeout: float = 60) -> LambdaClient:
         """A Lambda client that waits read_timeout (whole seconds, rounded up) for an answer and never retries an

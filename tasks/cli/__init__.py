@@ -13,6 +13,7 @@ from tasks.cli.parser import build_parser
 from tasks.cli.recording_commands import recordings_command
 from tasks.cli.report_commands import report_command
 from tasks.cli.run_commands import aws_e2e_command, local_aws_command, local_e2e_command
+from tasks.cli.sfn_commands import sfn_deploy_command
 from tasks.errors import EXIT_INTERRUPTED, EXIT_MEANINGS, EXIT_PASSED, ToolkitError, as_toolkit_error
 from tasks.interface import for_interface, print_exit_line
 from tasks.masking import RedactingStream
@@ -42,6 +43,7 @@ COMMANDS = {
     ("pull", None): pull_command,
     ("aws-e2e", None): aws_e2e_command,
     ("local-aws", None): local_aws_command,
+    ("sfn-deploy", None): sfn_deploy_command,
     ("report", None): report_command,
     ("recordings", None): recordings_command,
 }

@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="run even when S3 holds a config this context did not promote (recorded)"
     )
 
+    sfn = commands.add_parser("sfn-deploy", help="create or update an env's Step Functions state machine (diff first)")
+    sfn.add_argument("--env", default=None, help="dev, stage or prod (or local with a custom endpoint); default dev")
+    sfn.add_argument("--profile", default=None, help="AWS profile (default: AWS_PROFILE, else rag-lai-prod)")
+    sfn.add_argument("--yes", action="store_true", help="confirm a deploy on prod (or CONFIRM_PROD=1)")
+    sfn.add_argument("--parallel", type=int, default=4, metavar="K", help="clients at a time, 1 to 40 (default 4)")
+    sfn.add_argument("--dry-run", action="store_true", help="show the diff and the plan; deploy nothing")
+
     report = commands.add_parser("report", help="re-render a run's reports, summarize contexts, or `compare A B ...`")
     report.add_argument("words", nargs="*", metavar="compare CLIENT_ID ...", help="compare the latest runs of these")
     report.add_argument("--client-id", default=None, help="re-render this context's latest run (default: summary)")

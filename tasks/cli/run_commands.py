@@ -174,7 +174,10 @@ def local_aws_command(args: argparse.Namespace) -> int:
         for env in AWS_ENVS:
             seed(s3, settings, env)
             s3.put_bucket_versioning(Bucket=settings.config_bucket(env), VersioningConfiguration={"Status": "Enabled"})
-        print(f"embedded AWS on {endpoint}: S3 and Lambda for {', '.join(AWS_ENVS)}; Ctrl-C stops it", flush=True)
+        print(
+            f"embedded AWS on {endpoint}: S3, Lambda and Step Functions for {', '.join(AWS_ENVS)}; Ctrl-C stops it",
+            flush=True,
+        )
         print("in another terminal:")
         print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local")
         print(for_interface("  `make promote ENV=dev` then `make aws-e2e ENV=dev`"), flush=True)

@@ -6,7 +6,9 @@ moto's server. So one AWS_ENDPOINT_URL serves both, and the same boto3 code runs
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import secrets
 import socket
 import tempfile
@@ -90,6 +92,7 @@ class EmbeddedAws:
 
     def start(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)  # logs each path IsPresent misses
         remove_orphan_folders(Path(tempfile.gettempdir()))
         listener = self._listen()
         endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"  # the runtime needs it, moto's app does not
@@ -146,8 +149,11 @@ class EmbeddedAws:
         return listener
 
     def _reset_moto(self) -> None:
-        """Start from an empty S3: moto keeps its state per process."""
+        """Start from an empty S3: moto keeps its state per process. Turn on moto's Step Functions executor, whose
+        Lambda tasks call boto3 at localhost:$MOTO_PORT: this server (one per process, as moto's state is)."""
+        os.environ["MOTO_PORT"] = self.endpoint.rsplit(":", 1)[1]
         self.admin("/moto-api/reset")
+        self.admin("/moto-api/config", json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode())
 
     def admin(self, path: str, body: bytes = b"") -> bytes:
         """POST to one of moto's admin routes (path under /moto-api/) with this server's token; the answer's body."""

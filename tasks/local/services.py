@@ -44,7 +44,9 @@ from tasks.local.request_guard import is_proxy_request
 from tasks.local.stub_rules import NoRule, load_stub_rules
 from tasks.settings import Settings
 
-EMBEDDED_SERVICES = frozenset({"s3", "lambda", "logs", "sts"})  # sts: moto answers the local account
+EMBEDDED_SERVICES = frozenset(
+    {"s3", "lambda", "logs", "sts", "states"}
+)  # sts: the local account; states: moto's Step Functions
 CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
 QUERY_SCOPE = re.compile(
     r"X-Amz-Credential=[^&]*?(?:/|%2F)\d{8}(?:/|%2F)(?P<region>[^/%&]+)(?:/|%2F)(?P<service>[^/%&]+)"
