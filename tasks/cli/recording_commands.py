@@ -10,6 +10,7 @@ from tasks.errors import EXIT_PASSED
 from tasks.flows.recordings_list import age, list_recordings
 from tasks.interface import for_interface
 from tasks.settings import load_settings
+from tasks.visible import visible
 
 
 def recordings_command(args: argparse.Namespace) -> int:
