@@ -26,8 +26,8 @@ def recordings_command(args: argparse.Namespace) -> int:
         hits = "-" if row.hits is None else str(row.hits)
         state = row.state if len(row.state) <= 11 else "broken"
         print(
-            f"{row.service:<10} {age(row.recorded_at, now):>6} {hits:>5}  {state:<11} {row.path:<48} {row.target[:100]}"
+            f"{row.service:<10} {age(row.recorded_at, now):>6} {hits:>5}  {state:<11} {row.path:<48} {visible(row.target[:100])}"
         )
         if row.state.startswith("broken"):
-            print(f"    {row.state}")
+            print(f"    {visible(row.state)}")
     return EXIT_PASSED
