@@ -25,9 +25,8 @@ def recordings_command(args: argparse.Namespace) -> int:
     for row in listing.rows:
         hits = "-" if row.hits is None else str(row.hits)
         state = row.state if len(row.state) <= 11 else "broken"
-        print(
-            f"{row.service:<10} {age(row.recorded_at, now):>6} {hits:>5}  {state:<11} {row.path:<48} {visible(row.target[:100])}"
-        )
+        when, target = age(row.recorded_at, now), visible(row.target[:100])
+        print(f"{row.service:<10} {when:>6} {hits:>5}  {state:<11} {row.path:<48} {target}")
         if row.state.startswith("broken"):
             print(f"    {visible(row.state)}")
     return EXIT_PASSED
