@@ -59,6 +59,16 @@ def no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
 
 
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE")
+
+
+@pytest.fixture
+def no_developer_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy or CA file of the developer's in this process: the tests of the web stand up their own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 def safe_environ(**extra: str) -> dict[str, str]:
     """An environment for a child process: this one, minus AWS settings, plus dummy credentials."""
     keep = {

@@ -17,7 +17,6 @@ from tasks.local.recordings import Exchange
 
 # (method, absolute URL, headers, body) -> the answer
 Answer = Callable[[str, str, dict[str, str], bytes], Exchange]
-HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"})
 IDLE_S = 60
 MAX_BODY = 64 * 1024 * 1024
 
@@ -64,12 +63,11 @@ def serve(client: socket.socket, context: ssl.SSLContext, target: str, answer: A
             else:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if 0 < length <= MAX_BODY else b""
-            headers = {k: v for k, v in self.headers.items()}
+            headers = dict(self.headers.items())
             exchange = answer(self.command, base + self.path, headers, body)
             self.send_response(exchange.status)
-            for name, value in exchange.headers.items():
-                if name.lower() not in HOP_HEADERS:
-                    self.send_header(name, value)
+            for name, value in exchange.headers.items():  # an Exchange carries no hop-by-hop header
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(exchange.body)))
             self.end_headers()
             if self.command != "HEAD":

@@ -15,13 +15,13 @@ import os
 import ssl
 import threading
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from tasks.contexts.files import file_lock
+
+if TYPE_CHECKING:  # cryptography is imported only to create the CA or issue a certificate (~60 ms; most runs never)
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 CA_NAME = "Vectora Inbox E2E toolkit local CA (this clone only)"
 CA_DAYS = 3650
@@ -29,6 +29,8 @@ LEAF_DAYS = 7
 
 
 def _private_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     encoding, private_format = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
     return key.private_bytes(encoding, private_format, serialization.NoEncryption())
 
@@ -57,6 +59,8 @@ def _system_cas() -> bytes:
 
 
 def _subject_name(host: str) -> x509.GeneralName:
+    from cryptography import x509
+
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
@@ -83,7 +87,7 @@ class LocalCa:
 
     def function_environment(self) -> dict[str, str]:
         """The variables that make a function's urllib, requests and botocore trust this CA (and the real ones)."""
-        self._load()
+        self._ensure()
         bundle = str(self.bundle_path)
         return {"SSL_CERT_FILE": bundle, "REQUESTS_CA_BUNDLE": bundle, "AWS_CA_BUNDLE": bundle}
 
@@ -95,22 +99,35 @@ class LocalCa:
                 context = self._contexts[host] = self._issue(host)
             return context
 
-    def _load(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        """The CA's certificate and key, created (once per clone, under a lock) when missing."""
-        if self._ca is not None:
-            return self._ca
+    def _ensure(self) -> None:
+        """The CA's files, created (once per clone, under a lock) when one is missing; read nothing otherwise."""
+        files = (self.folder / "ca.key", self.certificate_path, self.bundle_path)
+        if all(path.is_file() for path in files):
+            return
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key_path = self.folder / "ca.key"
         with file_lock(self.folder / ".lock"):
-            if not (key_path.is_file() and self.certificate_path.is_file() and self.bundle_path.is_file()):
-                self._create(key_path)
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-            certificate = x509.load_pem_x509_certificate(self.certificate_path.read_bytes())
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        self._ca = certificate, key
+            if not all(path.is_file() for path in files):
+                self._create(files[0])
+
+    def _load(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """The CA's certificate and key (created first when missing)."""
+        if self._ca is None:
+            from cryptography import x509
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            self._ensure()
+            key = serialization.load_pem_private_key((self.folder / "ca.key").read_bytes(), password=None)
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            self._ca = x509.load_pem_x509_certificate(self.certificate_path.read_bytes()), key
         return self._ca
 
     def _create(self, key_path: Path) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME)])
         now = dt.datetime.now(dt.UTC)
@@ -133,6 +150,11 @@ class LocalCa:
         _write_private(self.bundle_path, _system_cas().rstrip(b"\n") + b"\n" + pem)
 
     def _issue(self, host: str) -> ssl.SSLContext:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
         ca_certificate, ca_key = self._load()
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
@@ -146,7 +168,7 @@ class LocalCa:
             .not_valid_after(now + dt.timedelta(days=LEAF_DAYS))
             .add_extension(x509.SubjectAlternativeName([_subject_name(host)]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256())
         )

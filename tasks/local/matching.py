@@ -9,6 +9,7 @@ those rules make of it; its SHA-256 names the recording's file.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -126,10 +127,15 @@ class Matching:
             path.write_text(DEFAULT_TEXT, encoding="utf-8")
 
 
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    return dict(yaml.safe_load(DEFAULT_TEXT)["services"])
+
+
 def load_matching(folder: Path) -> Matching:
     """The rules in folder/matching.yaml over the defaults; a file that does not parse is an error naming it."""
     path = folder / FILE_NAME
-    defaults = yaml.safe_load(DEFAULT_TEXT)["services"]
+    defaults = _defaults()
     if not path.is_file():
         return Matching({name: _rules(path, name, rules) for name, rules in defaults.items()}, "defaults")
     try:

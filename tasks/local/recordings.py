@@ -182,9 +182,9 @@ class RecordingStore:
         form = self.rules(request.service).form(request.method, request.target, request.body)
         return form, hashlib.sha256(form.encode()).hexdigest()[:20]
 
-    def path(self, request: Request) -> Path:
-        """Where the recording of this (redacted) request lives, whether or not it exists."""
-        return self.folder / request.service / slug(request.label) / f"{self.key(request)[1]}.json"
+    def path(self, request: Request, key: str | None = None) -> Path:
+        """Where the recording of this (redacted) request lives, whether or not it exists (key: if known)."""
+        return self.folder / request.service / slug(request.label) / f"{key or self.key(request)[1]}.json"
 
     def load(self, path: Path) -> Exchange | None:
         """The answer recorded at path; None when there is none or it is still to be filled in."""
@@ -229,7 +229,7 @@ class RecordingStore:
         return best[1], first_difference(best[2], form)
 
     def _write(self, request: Request, response: dict[str, Any], now: datetime) -> Path:
-        form, key = self.key(request)
+        form, key = self.key(request)  # the matching form once: it is the key and is kept in the file
         document = {
             "schema": SCHEMA,
             "service": request.service,
@@ -243,7 +243,7 @@ class RecordingStore:
             },
             "response": response,
         }
-        path = self.path(request)
+        path = self.path(request, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, document)
         self.matching.write_defaults(self.folder)  # the team commits what identified its requests

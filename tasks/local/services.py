@@ -2,14 +2,15 @@
 
 How a handler's calls get here, across the process boundary, with nothing installed in the function's environment:
 - AWS: functions get AWS_ENDPOINT_URL=<embedded server>, so every boto3 call reaches it; the SigV4 credential scope
-  (`.../<region>/<service>/aws4_request`) says which service was called. S3, Lambda and CloudWatch Logs stay with the
-  embedded AWS; every other service comes here.
+  (`.../<region>/<service>/aws4_request`) says which service was called. S3, Lambda, CloudWatch Logs, STS and Step
+  Functions stay with the embedded AWS; every other service comes here.
 - The web: functions get HTTP_PROXY/HTTPS_PROXY=<embedded server> (NO_PROXY for the loopback, so boto3 still talks
   to it directly). Python's urllib, requests and most clients honour these variables, so a plain-http request arrives
   as a proxy request with the absolute URL, which is answered here; an https request arrives as CONNECT, which is
-  tunnelled to the real host in `passthrough` and refused otherwise (replaying https would mean minting certificates
-  that the function trusts). A proxy needs no code in the function, unlike a `sitecustomize` patching clients one by
-  one, and unlike URL rewriting it needs no change to the team's source catalogue.
+  tunnelled to the real host in `passthrough`, answered here in `record` and `replay` (TLS with a certificate from the
+  clone's CA, which the function trusts: https_terminator.py, local_ca.py), and refused in `deny`. A proxy needs no
+  code in the function, unlike a `sitecustomize` patching clients one by one, and unlike URL rewriting it needs no
+  change to the team's source catalogue.
 
 Per service (settings LOCAL_SERVICES): `deny` answers at once like a missing permission, naming the setting to change;
 `passthrough` forwards (AWS calls re-signed with the user's own credentials, see tasks/aws/passthrough.py); `record`
@@ -44,9 +45,8 @@ from tasks.local.request_guard import is_proxy_request
 from tasks.local.stub_rules import NoRule, load_stub_rules
 from tasks.settings import Settings
 
-EMBEDDED_SERVICES = frozenset(
-    {"s3", "lambda", "logs", "sts", "states"}
-)  # sts: the local account; states: moto's Step Functions
+# sts: the local account; states: moto's Step Functions
+EMBEDDED_SERVICES = frozenset({"s3", "lambda", "logs", "sts", "states"})
 CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
 QUERY_SCOPE = re.compile(
     r"X-Amz-Credential=[^&]*?(?:/|%2F)\d{8}(?:/|%2F)(?P<region>[^/%&]+)(?:/|%2F)(?P<service>[^/%&]+)"
@@ -55,7 +55,7 @@ NO_PROXY = "127.0.0.1,localhost"
 ACTIONS = {
     "denied": "denied ({setting})",
     "stubbed": "answered by the stub (deterministic, not the real service)",
-    "refused": "refused by the stub (it answers InvokeModel with an Anthropic messages body only)",
+    "refused": "refused by the stub (not InvokeModel with a messages body, or no stub rule matched)",
     "replayed": "replayed from recordings in {recordings} (not live)",
     "not recorded": "had no recording in {recordings} and failed",
     "broken recording": "found a recording in {recordings} that cannot be used",

@@ -110,10 +110,7 @@ def fetch_as_a_function(endpoint: str, url: str, variables: dict[str, str]) -> b
         return bytes(answer.read())
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_of_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_developer_proxy")
 
 
 def test_https_is_recorded_through_the_users_proxy_then_replayed_offline(

@@ -21,10 +21,7 @@ PROMPT = "Score this item for the week of {day}. Ingested {day}T06:00:00Z, run 1
 ANSWER = {"id": "msg_real", "content": [{"type": "text", "text": '{"score": 7}'}]}
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_of_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_developer_proxy")
 
 
 def record_bedrock(contexts_dir: Path, recordings: Path, prompt: str) -> None:

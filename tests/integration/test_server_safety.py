@@ -32,10 +32,7 @@ SIGNED = "AWS4-HMAC-SHA256 Credential=handler-dummy/20260101/{region}/{service}/
 SIGNED += "Signature=" + "0" * 64
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_of_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_developer_proxy")
 
 
 def raw(endpoint: str, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:

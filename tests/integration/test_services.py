@@ -113,10 +113,7 @@ def through_proxy(endpoint: str, url: str) -> bytes:
         return answer.read()
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_of_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_developer_proxy")
 
 
 def test_bedrock_denied_fails_at_once_naming_the_setting(contexts_dir: Path) -> None:
